@@ -1,0 +1,150 @@
+#!/usr/bin/env node
+// npm run bench: the same echo tool called directly over stdio and through the gateway, from one
+// process in one run (sequential and 32 in flight), plus the in-process cost of each pipeline layer.
+// Figures are printed, never asserted.
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { pipelineCosts } from './pipeline-costs.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ECHO = path.join(ROOT, 'test/fixtures/echo.js');
+const BIN = path.join(ROOT, 'bin/mcp-gateway.js');
+const KEY = 'gw_benchkey_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG';
+
+const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 3000);
+const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 6000);
+const IN_FLIGHT = 32;
+const WARMUP = 3000;
+
+function gatewayConfig(dir, { audit }) {
+  return {
+    database: path.join(dir, 'bench.db'),
+    auth: { apiKeys: { static: [{ id: 'benchkey', consumerId: 'bench', roles: ['bench'], key: '${BENCH_KEY}' }] } },
+    servers: [{ id: 'echo', command: process.execPath, args: [ECHO] }],
+    policies: [{ id: 'bench', roles: ['bench'], rules: [{ server: 'echo', tool: 'echo', action: 'allow' }] }],
+    // A limit that never refuses here, so the buckets are exercised but do not shape the figures.
+    rateLimit: { enabled: true, defaultPerMinute: 60_000_000 },
+    audit: { enabled: audit },
+    metering: { enabled: audit },
+  };
+}
+
+async function connect(command, args, env) {
+  const transport = new StdioClientTransport({ command, args, env: { PATH: process.env.PATH, ...env }, stderr: 'pipe' });
+  transport.stderr?.resume();
+  const client = new Client({ name: 'bench', version: '1.0.0' });
+  await client.connect(transport);
+  return client;
+}
+
+async function measure(client, name) {
+  const call = () => client.callTool({ name, arguments: { message: 'hello' } });
+  for (let i = 0; i < WARMUP; i++) await call();
+  const lat = new Float64Array(SEQUENTIAL);
+  const t0 = performance.now();
+  for (let i = 0; i < SEQUENTIAL; i++) {
+    const s = performance.now();
+    const r = await call();
+    lat[i] = performance.now() - s;
+    if (r.isError) throw new Error(`call failed: ${JSON.stringify(r)}`);
+  }
+  const seqMs = performance.now() - t0;
+  lat.sort();
+  const pct = (p) => lat[Math.min(lat.length - 1, Math.floor(lat.length * p))];
+
+  let next = 0;
+  const clat = [];
+  const c0 = performance.now();
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      while (next < CONCURRENT) {
+        next++;
+        const s = performance.now();
+        const r = await call();
+        clat.push(performance.now() - s);
+        if (r.isError) throw new Error(`call failed: ${JSON.stringify(r)}`);
+      }
+    }),
+  );
+  const conMs = performance.now() - c0;
+  clat.sort((a, b) => a - b);
+  const cpct = (p) => clat[Math.min(clat.length - 1, Math.floor(clat.length * p))];
+  return {
+    seqPerCallUs: (seqMs / SEQUENTIAL) * 1000,
+    seqRate: SEQUENTIAL / (seqMs / 1000),
+    p50: pct(0.5),
+    p99: pct(0.99),
+    conRate: CONCURRENT / (conMs / 1000),
+    cp50: cpct(0.5),
+    cp99: cpct(0.99),
+  };
+}
+
+const fmt = (n, d = 0) => n.toFixed(d).padStart(9);
+function row(label, r) {
+  return `${label.padEnd(34)}${fmt(r.seqRate)}${fmt(r.p50 * 1000)}${fmt(r.p99 * 1000)}  |${fmt(r.conRate)}${fmt(r.cp50 * 1000)}${fmt(r.cp99 * 1000)}`;
+}
+
+async function main() {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mcpgw-bench-'));
+  try {
+    console.log(`mcp-gateway bench: echo tool, ${SEQUENTIAL} sequential calls, ${CONCURRENT} calls at ${IN_FLIGHT} in flight (node ${process.version})\n`);
+    const results = {};
+    const direct = await connect(process.execPath, [ECHO], {});
+    results.direct = await measure(direct, 'echo');
+    await direct.close();
+
+    for (const audit of [false, true]) {
+      const sub = path.join(dir, audit ? 'audited' : 'plain');
+      rmSync(sub, { recursive: true, force: true });
+      (await import('node:fs')).mkdirSync(sub);
+      const file = path.join(sub, 'gateway.yaml');
+      writeFileSync(file, stringify(gatewayConfig(sub, { audit })));
+      const client = await connect(process.execPath, [BIN, 'serve', '--config', file], {
+        BENCH_KEY: KEY,
+        MCP_GATEWAY_API_KEY: KEY,
+        MCP_GATEWAY_LOG_LEVEL: 'warn',
+      });
+      results[audit ? 'audited' : 'plain'] = await measure(client, 'echo__echo');
+      await client.close();
+    }
+
+    console.log(`${''.padEnd(34)}   calls/s   p50 µs   p99 µs  |   calls/s   p50 µs   p99 µs`);
+    console.log(`${''.padEnd(34)}${'sequential'.padStart(27)}  |${`${IN_FLIGHT} in flight`.padStart(27)}`);
+    console.log(row('direct (SDK client → echo)', results.direct));
+    console.log(row('gateway, audit + metering off', results.plain));
+    console.log(row('gateway, full pipeline', results.audited));
+    console.log('');
+    for (const [label, r] of [
+      ['audit + metering off', results.plain],
+      ['full pipeline', results.audited],
+    ]) {
+      console.log(
+        `gateway (${label}) / direct: sequential time ×${(r.seqPerCallUs / results.direct.seqPerCallUs).toFixed(2)}` +
+          ` (p50 ×${(r.p50 / results.direct.p50).toFixed(2)}),` +
+          ` concurrent throughput ${((r.conRate / results.direct.conRate) * 100).toFixed(0)}% of direct`,
+      );
+    }
+
+    console.log('\nIn-process cost of the pipeline per call (no stdio; the forward step answers at once):');
+    const costs = await pipelineCosts(path.join(dir, 'costs'));
+    for (const c of costs) console.log(`  ${c.label.padEnd(52)} p50 ${c.p50.toFixed(1).padStart(6)} µs   mean ${c.mean.toFixed(1).padStart(6)} µs`);
+    const base = costs[0];
+    const auth = costs[1];
+    const full = costs[2];
+    console.log(`  identity + policy + buckets over the bare forward: +${(auth.p50 - base.p50).toFixed(1)} µs at p50`);
+    console.log(`  audit + metering over the un-audited path:        +${(full.p50 - auth.p50).toFixed(1)} µs at p50`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+// Thin launcher: runs the compiled CLI (no TypeScript at run time; Claude Desktop starts this on every launch).
+import('../dist/cli/main.js').then(
+  (cli) => cli.main(process.argv),
+  (err) => {
+    if (err && err.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes('dist')) {
+      process.stderr.write('mcp-gateway is not built: run `npm install` (or `npm run build`) in its folder\n');
+    } else {
+      process.stderr.write(`mcp-gateway: ${err && err.stack ? err.stack : err}\n`);
+    }
+    process.exit(2);
+  },
+);

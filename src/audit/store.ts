@@ -1,0 +1,84 @@
+/**
+ * The audit_log table and its chain (design §6). Appends run inside the recorder's
+ * `BEGIN IMMEDIATE` transaction, which reads the last hash and writes the next rows: several
+ * gateway processes sharing the file keep one gapless chain.
+ */
+import type { Db } from '../store/db.js';
+import { GENESIS_HASH, keyCheck, rowHash, type AuditColumns, type AuditRow } from './chain.js';
+
+/** A row before it has a place in the chain. */
+export type AuditDraft = Omit<AuditColumns, 'seq'>;
+
+export interface ChainOptions {
+  readonly hashChain: boolean;
+  readonly hmacKey: Buffer | null;
+}
+
+export class AuditChainError extends Error {}
+
+export class AuditStore {
+  private readonly lastStmt;
+  private readonly insertStmt;
+
+  constructor(
+    private readonly db: Db,
+    private readonly chain: ChainOptions,
+  ) {
+    this.lastStmt = db.prepare<[], { seq: number; hash: string }>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
+    this.insertStmt = db.prepare<AuditRow>(
+      `INSERT INTO audit_log (seq, ts, consumer_id, key_id, auth_method, roles, server, kind, name, arguments, result, status, error, latency_ms, decided_by, prev_hash, hash)
+       VALUES (@seq, @ts, @consumer_id, @key_id, @auth_method, @roles, @server, @kind, @name, @arguments, @result, @status, @error, @latency_ms, @decided_by, @prev_hash, @hash)`,
+    );
+  }
+
+  /**
+   * Checks that the chain in the file was written the way this config writes it (plain SHA-256 or
+   * HMAC with this key) and records the mode in a new file. A mismatch would break the chain.
+   */
+  checkMode(): void {
+    const want = this.chain.hashChain ? keyCheck(this.chain.hmacKey) : 'none';
+    this.db
+      .transaction(() => {
+        const row = this.db.prepare<[], { value: string }>("SELECT value FROM audit_meta WHERE key = 'chain'").get();
+        if (!row) {
+          this.db.prepare("INSERT INTO audit_meta (key, value) VALUES ('chain', ?)").run(want);
+          return;
+        }
+        if (row.value === want) return;
+        const empty = this.lastStmt.get() === undefined;
+        if (empty) {
+          this.db.prepare("UPDATE audit_meta SET value = ? WHERE key = 'chain'").run(want);
+          return;
+        }
+        const describe = (m: string) => (m === 'none' ? 'without a hash chain' : m === 'sha256' ? 'with SHA-256' : 'with HMAC-SHA256 and a key');
+        throw new AuditChainError(
+          `the audit chain in this database was written ${describe(row.value)}, but this config writes ${describe(want)}` +
+            (row.value.startsWith('hmac') && want.startsWith('hmac') ? ' (a different key)' : '') +
+            '; use the same audit settings and key, or a new database',
+        );
+      })
+      .immediate();
+  }
+
+  /**
+   * Appends rows to the chain. Must run inside an IMMEDIATE transaction (the recorder's), so the
+   * last hash read here is still the last when the rows are written.
+   */
+  appendInTransaction(drafts: readonly AuditDraft[]): void {
+    const last = this.lastStmt.get();
+    let seq = last?.seq ?? 0;
+    let prev = last?.hash ?? GENESIS_HASH;
+    for (const draft of drafts) {
+      seq++;
+      const columns: AuditColumns = { seq, ...draft };
+      const hash = this.chain.hashChain ? rowHash(prev, columns, this.chain.hmacKey) : '';
+      this.insertStmt.run({ ...columns, prev_hash: this.chain.hashChain ? prev : '', hash });
+      prev = hash;
+    }
+  }
+
+  /** The last row's seq and hash (`audit head`). */
+  head(): { seq: number; hash: string } | null {
+    return this.lastStmt.get() ?? null;
+  }
+}

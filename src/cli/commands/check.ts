@@ -1,0 +1,105 @@
+/**
+ * `mcp-gateway check`: everything `serve` would need, tried without an agent: the config and its
+ * variables, the database and audit settings, and each enabled server started once and listed.
+ * Exit 1 when a server does not start.
+ */
+import { AuditStore } from '../../audit/store.js';
+import { loadConfig } from '../../config/load.js';
+import { createLogger } from '../../log.js';
+import { Registry } from '../../registry/registry.js';
+import { gatewaySecrets } from '../../secrets/secrets.js';
+import { Redactor } from '../../secrets/redactor.js';
+import { openDatabase } from '../../store/db.js';
+import { PolicyEngine } from '../../policy/index.js';
+import { VERSION } from '../../version.js';
+import { CliError, checkFailed } from '../errors.js';
+import { printJson } from '../output.js';
+
+export async function check(options: { config?: string; json?: boolean }): Promise<void> {
+  const loaded = loadConfig(options.config);
+  const { config } = loaded;
+  let secrets;
+  try {
+    secrets = gatewaySecrets(config, process.env);
+    new PolicyEngine(config.policies);
+  } catch (err) {
+    throw new CliError(`${loaded.file}: ${(err as Error).message}`, 2);
+  }
+  const db = openDatabase(config.database);
+  try {
+    if (config.audit.enabled) new AuditStore(db, { hashChain: config.audit.hashChain, hmacKey: secrets.hmacKey }).checkMode();
+  } catch (err) {
+    db.close();
+    throw checkFailed((err as Error).message);
+  }
+  db.close();
+
+  const redactor = new Redactor(secrets.values);
+  const logger = createLogger({ level: process.env['MCP_GATEWAY_LOG_LEVEL'] ?? 'warn', redactor });
+  const registry = new Registry(config, {
+    logger,
+    redactor,
+    clientInfo: { name: 'mcp-gateway-check', version: VERSION },
+    hooks: { onCatalogChanged: () => {}, onNotification: () => {}, relayRequest: async () => ({}) },
+  });
+  const started = Date.now();
+  const results = await Promise.all(
+    registry.all().map(async (child) => {
+      const t0 = Date.now();
+      child.setClientCapabilities({});
+      try {
+        await child.start();
+        return { child, ok: true, ms: Date.now() - t0 };
+      } catch {
+        return { child, ok: false, ms: Date.now() - t0 };
+      }
+    }),
+  );
+
+  const uris = new Map<string, string[]>();
+  for (const { child } of results) {
+    for (const uri of new Set([...child.catalog.resources.map((r) => r.uri), ...child.catalog.resourceTemplates.map((t) => t.uriTemplate)])) {
+      uris.set(uri, [...(uris.get(uri) ?? []), child.id]);
+    }
+  }
+  const conflicts = [...uris].filter(([, s]) => s.length > 1).map(([uri, servers]) => ({ uri, servers, servedBy: servers[0] }));
+  const report = results.map(({ child, ok, ms }) => {
+    const s = child.status();
+    return {
+      id: s.id,
+      ok,
+      startMs: ms,
+      tools: s.tools,
+      prompts: s.prompts,
+      resources: s.resources,
+      resourceTemplates: s.resourceTemplates,
+      excludedTools: s.excludedTools,
+      error: s.lastError,
+      stderrTail: ok ? [] : s.stderrTail.slice(-5),
+    };
+  });
+  await registry.stop(1_000);
+
+  if (options.json) {
+    printJson({ config: loaded.file, servers: report, disabled: registry.disabledServers().map((s) => s.id), uriConflicts: conflicts });
+  } else {
+    const out: string[] = [`config ${loaded.file}: valid (${config.servers.length} servers, ${config.policies.length} policies)`];
+    for (const r of report) {
+      out.push(
+        r.ok
+          ? `  ok      ${r.id}: ${r.tools} tools, ${r.prompts} prompts, ${r.resources} resources, ${r.resourceTemplates} templates (started in ${r.startMs} ms)`
+          : `  FAILED  ${r.id}: ${r.error ?? 'did not start'}`,
+      );
+      for (const x of r.excludedTools) out.push(`          tool ${x.name} left out: ${x.reason}`);
+      for (const line of r.stderrTail) out.push(`          stderr: ${line}`);
+    }
+    for (const s of registry.disabledServers()) out.push(`  off     ${s.id}: enabled: false`);
+    for (const c of conflicts) out.push(`  warning: ${c.uri} is offered by ${c.servers.join(', ')}; ${c.servedBy} serves it (first in config order)`);
+    if (config.auth.anonymous) out.push('  warning: auth.anonymous is true: callers without a credential get the "anonymous" role');
+    if (config.policies.length === 0) out.push('  note: no policies: every call will be refused (default deny)');
+    out.push(`checked in ${Date.now() - started} ms`);
+    process.stdout.write(`${out.join('\n')}\n`);
+  }
+  const failed = report.filter((r) => !r.ok).map((r) => r.id);
+  if (failed.length > 0) throw checkFailed(`server(s) did not start: ${failed.join(', ')}`);
+}

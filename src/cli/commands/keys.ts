@@ -1,0 +1,139 @@
+/** `mcp-gateway keys …`: create, list, revoke, rotate database keys; hash a key for the config. */
+import { loadConfig } from '../../config/load.js';
+import { hashKey } from '../../identity/api-keys.js';
+import { API_KEY_ENV } from '../../identity/authenticate.js';
+import { issueKey, KeyAdminError, rotateKey } from '../../identity/key-admin.js';
+import { openDatabase } from '../../store/db.js';
+import { KeyStore, type KeyRecord } from '../../store/keys.js';
+import { checkFailed, usageError } from '../errors.js';
+import { printJson, printTable } from '../output.js';
+import { parseExpiry } from '../time.js';
+import { claudeEntry } from './claude-config.js';
+
+interface Common {
+  config?: string;
+  json?: boolean;
+}
+
+function withStore<T>(options: Common, fn: (store: KeyStore, config: ReturnType<typeof loadConfig>) => T): T {
+  const loaded = loadConfig(options.config);
+  const db = openDatabase(loaded.config.database);
+  try {
+    return fn(new KeyStore(db), loaded);
+  } finally {
+    db.close();
+  }
+}
+
+export async function keysCreate(
+  name: string,
+  consumerId: string,
+  roles: string,
+  options: Common & { expires?: string; rate?: string },
+): Promise<void> {
+  const roleList = roles.split(',').map((r) => r.trim()).filter(Boolean);
+  if (roleList.length === 0) throw usageError('give at least one role, e.g. reader');
+  if (!consumerId.trim()) throw usageError('consumerId must not be empty');
+  const expiresAt = options.expires ? parseExpiry(options.expires, '--expires') : null;
+  let rate: number | null = null;
+  if (options.rate !== undefined) {
+    rate = Number(options.rate);
+    if (!Number.isFinite(rate) || rate <= 0) throw usageError(`--rate: "${options.rate}" is not a positive number of calls per minute`);
+  }
+  withStore(options, (store, loaded) => {
+    const { record, key } = issueKey(store, loaded.config, { name, consumerId, roles: roleList, expiresAt, ratePerMinute: rate });
+    printNewKey(record, key, loaded.file, options.json);
+  });
+}
+
+export async function keysList(options: Common): Promise<void> {
+  withStore(options, (store, loaded) => {
+    const now = Date.now();
+    const rows = [
+      ...store.list().map((k) => ({ ...describe(k, now), source: 'database' })),
+      ...loaded.config.auth.apiKeys.static.map((k) => ({
+        id: k.id,
+        name: k.name ?? '',
+        consumerId: k.consumerId,
+        roles: k.roles,
+        state: !k.enabled ? 'disabled' : k.expiresAt && Date.parse(k.expiresAt) <= now ? 'expired' : 'active',
+        createdAt: null,
+        expiresAt: k.expiresAt ?? null,
+        revokedAt: null,
+        ratePerMinute: k.rateLimit?.perMinute ?? null,
+        source: 'config',
+      })),
+    ];
+    if (options.json) printJson({ keys: rows });
+    else printTable(rows.map((r) => ({ ...r, roles: r.roles.join(',') })), ['id', 'name', 'consumerId', 'roles', 'state', 'expiresAt', 'source']);
+  });
+}
+
+export async function keysRevoke(keyId: string, options: Common): Promise<void> {
+  withStore(options, (store, loaded) => {
+    const key = store.get(keyId);
+    if (!key) {
+      const isStatic = loaded.config.auth.apiKeys.static.some((k) => k.id === keyId);
+      throw checkFailed(isStatic ? `key ${keyId} is defined in the config: remove it or set enabled: false there` : `no key ${keyId}`);
+    }
+    if (key.revokedAt) {
+      process.stdout.write(`key ${keyId} was already revoked at ${key.revokedAt}\n`);
+      return;
+    }
+    store.revoke(keyId, new Date().toISOString());
+    process.stdout.write(`revoked key ${keyId} (${key.name}, consumer ${key.consumerId}); running gateways refuse it from their next request\n`);
+  });
+}
+
+export async function keysRotate(keyId: string, options: Common): Promise<void> {
+  withStore(options, (store, loaded) => {
+    try {
+      const { record, key, old } = rotateKey(store, loaded.config, keyId);
+      if (!options.json) process.stdout.write(`revoked key ${old.id}; its replacement:\n`);
+      printNewKey(record, key, loaded.file, options.json);
+    } catch (err) {
+      if (err instanceof KeyAdminError) throw checkFailed(err.message);
+      throw err;
+    }
+  });
+}
+
+export async function keysHash(): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const key = Buffer.concat(chunks).toString('utf8').trim();
+  if (!key) throw usageError('give the key on stdin, e.g. `printf %s "$KEY" | mcp-gateway keys hash`');
+  if (Buffer.byteLength(key) > 72) throw usageError('bcrypt uses only the first 72 bytes of a key: use a shorter key');
+  process.stdout.write(`${hashKey(key)}\n`);
+}
+
+function describe(k: KeyRecord, now: number) {
+  const state = k.revokedAt ? 'revoked' : k.disabled ? 'disabled' : k.expiresAt && Date.parse(k.expiresAt) <= now ? 'expired' : 'active';
+  return {
+    id: k.id,
+    name: k.name,
+    consumerId: k.consumerId,
+    roles: k.roles,
+    state,
+    createdAt: k.createdAt,
+    expiresAt: k.expiresAt,
+    revokedAt: k.revokedAt,
+    ratePerMinute: k.ratePerMinute,
+  };
+}
+
+function printNewKey(record: KeyRecord, key: string, configFile: string, json: boolean | undefined): void {
+  if (json) {
+    printJson({ key, ...describe(record, Date.now()) });
+    return;
+  }
+  process.stdout.write(
+    `key ${record.id} for consumer "${record.consumerId}", roles ${record.roles.join(',')}` +
+      (record.expiresAt ? `, expires ${record.expiresAt}` : '') +
+      `\n\n  ${key}\n\n` +
+      `This is the only time the key is shown. Give it to the agent as an environment variable:\n\n` +
+      `  ${API_KEY_ENV}=${key}\n\n` +
+      `or in Claude Desktop's claude_desktop_config.json:\n\n` +
+      `${JSON.stringify({ mcpServers: { 'mcp-gateway': claudeEntry(configFile, key) } }, null, 2)}\n`,
+  );
+}

@@ -1,0 +1,66 @@
+/**
+ * `mcp-gateway serve`: the gateway over stdio. stdout carries only MCP messages; everything else
+ * goes to stderr. It stops when stdin closes or on SIGINT/SIGTERM, and takes its children (their
+ * process groups) with it.
+ */
+import { loadConfig } from '../../config/load.js';
+import { AgentStdioTransport } from '../../front/stdio-transport.js';
+import { createGateway, type Gateway } from '../../gateway.js';
+import { AuthError } from '../../identity/authenticate.js';
+import { createLogger } from '../../log.js';
+import { auditTools } from '../../audit/tools.js';
+import { CliError } from '../errors.js';
+
+/** Time given to children to exit after stdin closes, before SIGTERM, then SIGKILL. */
+const GRACE_MS = 2_000;
+
+export async function serve(options: { config?: string }): Promise<void> {
+  const logger = createLogger();
+  const loaded = loadConfig(options.config);
+  let gateway: Gateway;
+  try {
+    gateway = createGateway({ loaded, env: process.env, logger, extraTools: auditTools(loaded.config) });
+  } catch (err) {
+    throw new CliError((err as Error).message, 2);
+  }
+
+  let stopping = false;
+  const stop = async (why: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info(`stopping (${why})`);
+    // A hard deadline: whatever happens, the process (and with it the children) goes.
+    setTimeout(() => {
+      gateway.registry.killAll();
+      process.exit(code);
+    }, 3 * GRACE_MS + 1_000).unref();
+    try {
+      await gateway.close(GRACE_MS);
+    } catch (err) {
+      logger.error(`while stopping: ${(err as Error).message}`);
+    }
+    process.exit(code);
+  };
+
+  // Last resort: children are SIGKILLed with the gateway, even on an unexpected exit.
+  process.on('exit', () => gateway.registry.killAll());
+  process.on('SIGINT', () => void stop('SIGINT', 0));
+  process.on('SIGTERM', () => void stop('SIGTERM', 0));
+  process.on('SIGHUP', () => void stop('SIGHUP', 0));
+  process.on('uncaughtException', (err) => {
+    logger.error(`uncaught: ${err.stack ?? err.message}`);
+    void stop('internal error', 1);
+  });
+  process.on('unhandledRejection', (err) => logger.error(`unhandled rejection: ${(err as Error)?.stack ?? String(err)}`));
+
+  gateway.session.catch((err: unknown) => {
+    const message = err instanceof AuthError ? err.message : `could not verify the credential: ${(err as Error).message}`;
+    process.stderr.write(`mcp-gateway: ${message}\n`);
+    void stop('not authenticated', 1);
+  });
+
+  const transport = new AgentStdioTransport({ maxMessageBytes: loaded.config.limits.maxMessageBytes, log: logger.scoped('stdio') });
+  gateway.front.server.onclose = () => void stop('stdin closed', 0);
+  await gateway.connect(transport);
+  logger.info(`listening on stdio, ${gateway.registry.all().length} server(s) configured`);
+}

@@ -1,0 +1,124 @@
+/**
+ * The command line (design §11), with commander. Each command lives in `commands/` and calls into
+ * the library; this file only declares them and maps errors to exit codes.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError } from '../config/load.js';
+import { StoreError } from '../store/db.js';
+import { VERSION } from '../version.js';
+import { CliError } from './errors.js';
+import { serve } from './commands/serve.js';
+import { init } from './commands/init.js';
+import { check } from './commands/check.js';
+import { serversList } from './commands/servers.js';
+import { claudeConfig } from './commands/claude-config.js';
+import { keysCreate, keysHash, keysList, keysRevoke, keysRotate } from './commands/keys.js';
+
+const configOption = () =>
+  new Option('-c, --config <file>', 'gateway.yaml to use (default: $MCP_GATEWAY_CONFIG, else ./gateway.yaml)');
+const jsonOption = () => new Option('--json', 'print JSON instead of a table');
+
+export function buildProgram(): Command {
+  const program = new Command('mcp-gateway')
+    .description(
+      'An MCP server that fronts your MCP servers: API keys and JWT, glob policies, rate limits,\n' +
+        'a tamper-evident audit log and usage metering. Agents start `mcp-gateway serve`.',
+    )
+    .version(VERSION, '-v, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  program
+    .command('init')
+    .description('write a commented gateway.yaml (with reader/admin example policies) and ignore the database in .gitignore')
+    .option('-d, --dir <dir>', 'folder to write into', '.')
+    .option('-f, --force', 'overwrite an existing gateway.yaml')
+    .action(init);
+
+  program
+    .command('serve')
+    .description(
+      'run the gateway over stdio (what Claude Desktop or any MCP client starts). The credential comes\n' +
+        'from MCP_GATEWAY_API_KEY (a key from `keys create`) or MCP_GATEWAY_TOKEN (a JWT).',
+    )
+    .addOption(configOption())
+    .action(serve);
+
+  program
+    .command('check')
+    .description('validate the config and its environment variables, start every server once, and report')
+    .addOption(configOption())
+    .addOption(jsonOption())
+    .action(check);
+
+  const servers = program.command('servers').description('the MCP servers in the config');
+  servers.command('list').description('list the configured servers').addOption(configOption()).addOption(jsonOption()).action(serversList);
+
+  program
+    .command('claude-config')
+    .description('print the Claude Desktop "mcpServers" entry that starts this gateway (absolute paths)')
+    .addOption(configOption())
+    .option('-n, --name <name>', 'name of the entry in Claude Desktop', 'mcp-gateway')
+    .action(claudeConfig);
+
+  const keys = program.command('keys').description('API keys (stored hashed in the database)');
+  keys
+    .command('create')
+    .description('create a key and print it once')
+    .argument('<name>', 'what the key is for, e.g. "Ana laptop"')
+    .argument('<consumerId>', 'who is charged and audited, e.g. ana')
+    .argument('<roles>', 'comma-separated roles, e.g. reader,analyst')
+    .option('--expires <when>', 'expiry: a duration such as 90d, or a date')
+    .option('--rate <perMinute>', "this key's own rate limit (calls per minute)")
+    .addOption(configOption())
+    .addOption(jsonOption())
+    .action(keysCreate);
+  keys.command('list').description('list keys (never their secrets)').addOption(configOption()).addOption(jsonOption()).action(keysList);
+  keys
+    .command('revoke')
+    .description('revoke a key: running gateways refuse it from their next request')
+    .argument('<keyId>', 'the key id shown by `keys list`')
+    .addOption(configOption())
+    .action(keysRevoke);
+  keys
+    .command('rotate')
+    .description('replace a key: print a new key with the same consumer and roles, and revoke the old one')
+    .argument('<keyId>', 'the key id shown by `keys list`')
+    .addOption(configOption())
+    .addOption(jsonOption())
+    .action(keysRotate);
+  keys
+    .command('hash')
+    .description('read a key on stdin and print its bcrypt hash, for `auth.apiKeys.static[].hash`')
+    .action(keysHash);
+
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv]);
+  } catch (err) {
+    process.exitCode = report(err);
+    // serve keeps running until its stdin closes; every other command ends here.
+    if (process.exitCode !== 0) process.exit(process.exitCode);
+  }
+}
+
+function report(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // Help and version are not errors; commander has printed what it had to say.
+    return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0 ? 0 : 2;
+  }
+  if (err instanceof CliError) {
+    process.stderr.write(`mcp-gateway: ${err.message}\n`);
+    return err.exitCode;
+  }
+  if (err instanceof ConfigError || err instanceof StoreError) {
+    process.stderr.write(`mcp-gateway: ${err.message}\n`);
+    return 2;
+  }
+  process.stderr.write(`mcp-gateway: ${(err as Error)?.stack ?? String(err)}\n`);
+  return 1;
+}

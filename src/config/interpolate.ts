@@ -1,0 +1,69 @@
+/**
+ * `${VAR}` / `${VAR:-default}` substitution from the environment (design §2), applied to every
+ * string value of the parsed YAML. Only names of environment variables are substituted: policy
+ * templates such as `${consumer.id}` or `${claims.tenant}` (they contain a dot) are left for the
+ * policy engine. `$${` writes a literal `${`.
+ */
+
+export class UnsetVariableError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly path: (string | number)[],
+  ) {
+    super(`\${${variable}} is not set (set ${variable} in the environment, or write \${${variable}:-default})`);
+  }
+}
+
+const REFERENCE = /\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+export function interpolateString(
+  value: string,
+  env: NodeJS.ProcessEnv,
+  path: (string | number)[],
+  used?: Map<string, string>,
+): string {
+  if (!value.includes('${')) return value;
+  return value.replace(REFERENCE, (whole, escape: string, name: string, fallback: string | undefined) => {
+    if (escape) return whole.slice(1);
+    const found = env[name];
+    if (found !== undefined && found !== '') {
+      used?.set(name, found);
+      return found;
+    }
+    if (fallback !== undefined) return fallback;
+    throw new UnsetVariableError(name, path);
+  });
+}
+
+/**
+ * Returns a copy of `node` with every string interpolated. `used` collects the variables read, so
+ * their values can be treated as secrets where they land in `env` or `key`.
+ */
+export function interpolate(
+  node: unknown,
+  env: NodeJS.ProcessEnv,
+  path: (string | number)[] = [],
+  used?: Map<string, string>,
+): unknown {
+  if (typeof node === 'string') return interpolateString(node, env, path, used);
+  if (Array.isArray(node)) return node.map((item, i) => interpolate(item, env, [...path, i], used));
+  if (node !== null && typeof node === 'object' && !(node instanceof Date)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(node)) out[k] = interpolate(v, env, [...path, k], used);
+    return out;
+  }
+  return node;
+}
+
+/** `servers[1].env.TOKEN` from `['servers', 1, 'env', 'TOKEN']`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else {
+      const key = String(part);
+      out += /^[A-Za-z_$][A-Za-z0-9_$-]*$/.test(key) ? (out ? `.${key}` : key) : `[${JSON.stringify(key)}]`;
+    }
+  }
+  return out || '(top level)';
+}

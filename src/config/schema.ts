@@ -1,0 +1,272 @@
+/**
+ * The one schema of gateway.yaml (design §2). Every default lives here; the config type is
+ * inferred from it. Objects are strict: an unknown key is an error, so a typo can never silently
+ * drop a policy or a limit.
+ */
+import { z } from 'zod';
+
+/** Numbers may arrive as strings after `${VAR}` interpolation ("60000"). */
+const num = (schema: z.ZodNumber) =>
+  z.preprocess((v) => (typeof v === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v), schema);
+const bool = () =>
+  z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean());
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => num(z.number().int().min(min).max(max));
+
+export const SERVER_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,31}$/;
+/** Server id of the gateway's own tools in policies; no child may use it. */
+export const GATEWAY_SERVER_ID = 'gateway';
+
+const serverId = z
+  .string()
+  .regex(SERVER_ID_PATTERN, 'must match [a-z0-9][a-z0-9-]{0,31} (lowercase letters, digits, "-")')
+  .refine((id) => id !== GATEWAY_SERVER_ID, `"${GATEWAY_SERVER_ID}" is reserved for the gateway's own tools`);
+
+const nonEmpty = z.string().min(1, 'must not be empty');
+/** An ISO 8601 date-time; YAML may hand us a Date already. */
+const dateTime = z.preprocess(
+  (v) => (v instanceof Date ? v.toISOString() : v),
+  z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date-time such as 2027-06-30T00:00:00Z'),
+);
+
+const restartSchema = z
+  .strictObject({
+    maxRestarts: int(0).default(5),
+    windowMs: int(1).default(60_000),
+    backoffMs: int(0).default(500),
+    maxBackoffMs: int(0).default(30_000),
+  })
+  .prefault({});
+
+const pricingSchema = z.strictObject({
+  perCall: num(z.number().min(0)).default(0),
+  tools: z.record(z.string(), num(z.number().min(0))).default({}),
+});
+
+export const serverSchema = z.strictObject({
+  id: serverId,
+  name: z.string().optional(),
+  command: nonEmpty,
+  args: z.array(z.string()).default([]),
+  cwd: z.string().optional(),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'), z.string()).default({}),
+  inheritEnv: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')).default([]),
+  enabled: bool().default(true),
+  start: z.enum(['eager', 'lazy']).default('eager'),
+  timeoutMs: int(1).default(60_000),
+  /** Time allowed for spawn + initialize + first catalog; cold `npx -y` children need more. */
+  startTimeoutMs: int(1).default(60_000),
+  restart: restartSchema,
+  pricing: pricingSchema.optional(),
+});
+
+const rateSchema = z.strictObject({
+  perMinute: num(z.number().positive()),
+  burst: num(z.number().positive()).optional(),
+});
+
+const staticKeySchema = z
+  .strictObject({
+    id: z.string().regex(/^[A-Za-z0-9]{1,32}$/, 'must be 1-32 letters or digits (it is the keyId in gw_<keyId>_<secret>)'),
+    name: z.string().optional(),
+    consumerId: nonEmpty,
+    roles: z.array(nonEmpty).default([]),
+    hash: z.string().regex(/^\$2[aby]\$\d\d\$.{53}$/, 'must be a bcrypt hash (from `mcp-gateway keys hash`)').optional(),
+    key: z.string().optional(),
+    expiresAt: dateTime.optional(),
+    enabled: bool().default(true),
+    rateLimit: rateSchema.optional(),
+  })
+  .refine((k) => (k.hash === undefined) !== (k.key === undefined), {
+    message: 'give exactly one of hash or key',
+  });
+
+const JWT_ALGORITHMS = [
+  'HS256', 'HS384', 'HS512',
+  'RS256', 'RS384', 'RS512',
+  'PS256', 'PS384', 'PS512',
+  'ES256', 'ES384', 'ES512',
+  'EdDSA', 'Ed25519',
+] as const;
+
+const jwtSchema = z
+  .strictObject({
+    issuer: z.string().optional(),
+    audience: z.union([z.string(), z.array(z.string()).min(1)]).optional(),
+    jwksUri: z.url().optional(),
+    publicKey: z.string().optional(),
+    secret: z.string().optional(),
+    algorithms: z
+      .array(
+        z.string().refine((a) => (JWT_ALGORITHMS as readonly string[]).includes(a), {
+          message: `must be one of ${JWT_ALGORITHMS.join(', ')} ("none" is never accepted)`,
+        }),
+      )
+      .min(1, 'list at least one algorithm'),
+    consumerClaim: nonEmpty.default('sub'),
+    rolesClaim: nonEmpty.default('roles'),
+    clockToleranceSec: int(0, 300).default(30),
+  })
+  .superRefine((j, ctx) => {
+    const sources = [j.jwksUri, j.publicKey, j.secret].filter((s) => s !== undefined).length;
+    if (sources !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one of jwksUri, publicKey or secret' });
+    const hmac = j.algorithms.some((a) => a.startsWith('HS'));
+    const asym = j.algorithms.some((a) => !a.startsWith('HS'));
+    // Mixing families is how HS/RS confusion attacks start: the public key used as an HMAC secret.
+    if (hmac && asym) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'do not mix HS* with asymmetric algorithms' });
+    if (hmac && j.secret === undefined) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'HS* algorithms need secret' });
+    if (asym && j.secret !== undefined) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'a secret only verifies HS* algorithms' });
+    if (j.secret !== undefined && j.secret.length < 32) {
+      ctx.addIssue({ code: 'custom', path: ['secret'], message: 'must be at least 32 characters' });
+    }
+  });
+
+const authSchema = z
+  .strictObject({
+    apiKeys: z.strictObject({ static: z.array(staticKeySchema).default([]) }).prefault({}),
+    jwt: jwtSchema.optional(),
+    anonymous: bool().default(false),
+  })
+  .prefault({});
+
+/** Condition operators of `when` (design §4). */
+const conditionSchema = z
+  .strictObject({
+    eq: z.unknown().optional(),
+    ne: z.unknown().optional(),
+    /** A list, or a template that resolves to one: `in: "${consumer.roles}"`. */
+    in: z.union([z.array(z.unknown()), z.string()]).optional(),
+    notIn: z.union([z.array(z.unknown()), z.string()]).optional(),
+    glob: z.string().optional(),
+    regex: z.string().optional(),
+    lt: num(z.number()).optional(),
+    lte: num(z.number()).optional(),
+    gt: num(z.number()).optional(),
+    gte: num(z.number()).optional(),
+    exists: bool().optional(),
+    maxLength: int(0).optional(),
+  })
+  .superRefine((c, ctx) => {
+    const ops = Object.keys(c).filter((k) => (c as Record<string, unknown>)[k] !== undefined);
+    if (ops.length === 0) ctx.addIssue({ code: 'custom', message: 'give at least one operator (eq, ne, in, notIn, glob, regex, lt, lte, gt, gte, exists, maxLength)' });
+    if (c.regex !== undefined) {
+      try {
+        // Templates (${consumer.id}) are filled in per call; check the pattern around them.
+        new RegExp(c.regex.replace(/\$\{[^}]*\}/g, 'x'), 'u');
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['regex'], message: `is not a valid regular expression: ${(err as Error).message}` });
+      }
+    }
+  });
+
+const ruleSchema = z
+  .strictObject({
+    server: nonEmpty.optional(),
+    tool: nonEmpty.optional(),
+    prompt: nonEmpty.optional(),
+    resource: nonEmpty.optional(),
+    action: z.enum(['allow', 'deny', 'forbid']),
+    when: z
+      .record(
+        z.string().regex(/^args\.[^.\s]+(\.[^.\s]+)*$/, 'conditions are on arguments: args.<dotted.path>'),
+        conditionSchema,
+      )
+      .optional(),
+  })
+  .refine((r) => [r.tool, r.prompt, r.resource].filter((x) => x !== undefined).length <= 1, {
+    message: 'a rule names at most one of tool, prompt, resource',
+  });
+
+export const policySchema = z.strictObject({
+  id: nonEmpty,
+  description: z.string().optional(),
+  roles: z.array(nonEmpty).min(1, 'list at least one role ("*" for everyone)'),
+  rules: z.array(ruleSchema).min(1, 'list at least one rule'),
+});
+
+const rateRuleSchema = z.strictObject({
+  server: nonEmpty.optional(),
+  tool: nonEmpty.optional(),
+  roles: z.array(nonEmpty).optional(),
+  perMinute: num(z.number().positive()),
+  burst: num(z.number().positive()).optional(),
+  per: z.enum(['consumer', 'key', 'global']).default('consumer'),
+});
+
+const rateLimitSchema = z
+  .strictObject({
+    enabled: bool().default(true),
+    defaultPerMinute: num(z.number().positive()).default(60),
+    burst: num(z.number().positive()).optional(),
+    rules: z.array(rateRuleSchema).default([]),
+  })
+  .prefault({});
+
+const auditSchema = z
+  .strictObject({
+    enabled: bool().default(true),
+    hashChain: bool().default(true),
+    hmacKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+    recordArguments: bool().default(true),
+    recordResults: bool().default(true),
+    maxRecordBytes: int(64).default(16_384),
+    redactKeys: z.array(nonEmpty).default(['password', 'token', 'secret', 'apiKey', 'authorization']),
+  })
+  .prefault({});
+
+const namingSchema = z
+  .strictObject({
+    separator: z
+      .string()
+      .min(1)
+      .max(4)
+      .regex(/^[A-Za-z0-9_.\-]+$/, 'tool names allow only letters, digits, "_", "-" and "."')
+      // A separator of only [a-z0-9-] could occur inside a server id and make names ambiguous.
+      .refine((s) => /[^a-z0-9-]/.test(s), 'must contain a character that server ids cannot (such as "_" or ".")')
+      .default('__'),
+    expose: z.enum(['direct', 'meta', 'both']).default('both'),
+  })
+  .prefault({});
+
+const limitsSchema = z
+  .strictObject({
+    /** Largest JSON-RPC message accepted from the agent or from a child, in bytes. */
+    maxMessageBytes: int(1024).default(16 * 1024 * 1024),
+    /** How long a list request waits for eager servers that are still starting. */
+    listWaitMs: int(0).default(3_000),
+  })
+  .prefault({});
+
+export const configSchema = z
+  .strictObject({
+    database: nonEmpty.default('./mcp-gateway.db'),
+    naming: namingSchema,
+    auth: authSchema,
+    servers: z.array(serverSchema).default([]),
+    policies: z.array(policySchema).default([]),
+    rateLimit: rateLimitSchema,
+    audit: auditSchema,
+    metering: z.strictObject({ enabled: bool().default(true) }).prefault({}),
+    limits: limitsSchema,
+  })
+  .superRefine((c, ctx) => {
+    const dup = (ids: readonly string[], path: readonly (string | number)[]) => {
+      const seen = new Set<string>();
+      ids.forEach((id, i) => {
+        if (seen.has(id)) ctx.addIssue({ code: 'custom', path: [...path, i, 'id'], message: `duplicate id "${id}"` });
+        seen.add(id);
+      });
+    };
+    dup(c.servers.map((s) => s.id), ['servers']);
+    dup(c.policies.map((p) => p.id), ['policies']);
+    dup(c.auth.apiKeys.static.map((k) => k.id), ['auth', 'apiKeys', 'static']);
+  });
+
+export type GatewayConfig = z.infer<typeof configSchema>;
+export type ServerConfig = z.infer<typeof serverSchema>;
+export type PolicyConfig = z.infer<typeof policySchema>;
+export type RuleConfig = PolicyConfig['rules'][number];
+export type ConditionConfig = NonNullable<RuleConfig['when']>[string];
+export type RateLimitConfig = GatewayConfig['rateLimit'];
+export type AuditConfig = GatewayConfig['audit'];
+export type JwtConfig = NonNullable<GatewayConfig['auth']['jwt']>;
+export type StaticKeyConfig = GatewayConfig['auth']['apiKeys']['static'][number];

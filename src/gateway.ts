@@ -1,0 +1,160 @@
+/**
+ * The wiring of one gateway process: the modules are built here, in dependency order, and
+ * connected. No module imports another stage; this file is the only place that knows them all.
+ */
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { audit } from './audit/stage.js';
+import { AuditStore } from './audit/store.js';
+import type { LoadedConfig } from './config/load.js';
+import { Front } from './front/server.js';
+import { gatewayToolIndex, type GatewayTool } from './front/gateway-tools.js';
+import { GatewayError } from './errors.js';
+import { authenticate, credentialSecret } from './identity/authenticate.js';
+import { Session } from './identity/session.js';
+import { identify } from './identity/stage.js';
+import type { Logger } from './log.js';
+import { meter } from './metering/stage.js';
+import { UsageStore } from './metering/store.js';
+import { compose, type Stage } from './pipeline/compose.js';
+import type { CallContext } from './pipeline/context.js';
+import { settle } from './pipeline/settle.js';
+import { PolicyEngine } from './policy/index.js';
+import { authorize } from './policy/stage.js';
+import { RateLimiter } from './ratelimit/limiter.js';
+import { throttle } from './ratelimit/stage.js';
+import { forward } from './registry/forward.js';
+import { Registry } from './registry/registry.js';
+import { ArgumentValidator } from './registry/validate.js';
+import { gatewaySecrets } from './secrets/secrets.js';
+import { Redactor } from './secrets/redactor.js';
+import { openDatabase, type Db } from './store/db.js';
+import { KeyStore } from './store/keys.js';
+import { Recorder } from './store/recorder.js';
+import { VERSION } from './version.js';
+
+export interface GatewayOptions {
+  readonly loaded: LoadedConfig;
+  readonly env: NodeJS.ProcessEnv;
+  readonly logger: Logger & { setRedactor?: (r: Redactor) => void };
+  /** Gateway tools added by later modules (audit, usage). */
+  readonly extraTools?: (deps: { db: Db; audits: AuditStore | null; usage: UsageStore }) => readonly GatewayTool[];
+}
+
+export interface Gateway {
+  readonly front: Front;
+  readonly registry: Registry;
+  readonly db: Db;
+  /** The agent's session: resolves once its credential is verified, rejects with AuthError. */
+  readonly session: Promise<Session>;
+  /** Connects the front to the agent's transport. */
+  connect(transport: Transport): Promise<void>;
+  /** Stops the children (process groups), commits pending records, closes the database. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Builds a gateway. Throws (StoreError, AuditChainError, MissingSecretError) with a one-line
+ * reason when it cannot run; the caller's credential is verified meanwhile (`session`), so the
+ * agent's `initialize` is answered at once.
+ */
+export function createGateway({ loaded, env, logger, extraTools }: GatewayOptions): Gateway {
+  const { config } = loaded;
+  const secrets = gatewaySecrets(config, env);
+  // The credential is redacted from the first line on, before it is even verified.
+  const redactor = new Redactor([...secrets.values, ...credentialSecret(env)]);
+  logger.setRedactor?.(redactor);
+
+  const db = openDatabase(config.database);
+  try {
+    const keys = new KeyStore(db);
+    const session = authenticate(config, keys, env).then((auth) => {
+      const id = auth.identity;
+      logger.info(
+        `mcp-gateway ${VERSION}: ${id.method} caller "${id.consumerId}"${id.keyId ? ` (key ${id.keyId})` : ''}, roles [${id.roles.join(', ')}], config ${loaded.file}`,
+      );
+      return new Session(auth.identity, auth.check, auth.rateLimit);
+    });
+    // Observed by the caller; this keeps an early failure from being reported as unhandled.
+    session.catch(() => {});
+
+    const policy = new PolicyEngine(config.policies);
+    const validator = new ArgumentValidator(logger.scoped('validate'));
+    const usage = new UsageStore(db);
+    let audits: AuditStore | null = null;
+    if (config.audit.enabled) {
+      audits = new AuditStore(db, { hashChain: config.audit.hashChain, hmacKey: secrets.hmacKey });
+      audits.checkMode();
+    }
+    const recorder = new Recorder(db, audits, config.metering.enabled ? usage : null, logger.scoped('store'));
+    recorder.prepare();
+
+    let front: Front | undefined;
+    const registry = new Registry(config, {
+      logger,
+      redactor,
+      clientInfo: { name: 'mcp-gateway', version: VERSION },
+      hooks: {
+        onCatalogChanged: (child) => front?.onCatalogChanged(child),
+        onNotification: (child, n) => front?.onChildNotification(child, n),
+        relayRequest: (child, request, signal) => {
+          if (!front) throw new GatewayError('SERVER_UNAVAILABLE', 'the gateway is not connected to an agent');
+          return front.relayToAgent(child, request, signal);
+        },
+      },
+    });
+
+    const tools = gatewayToolIndex(extraTools?.({ db, audits, usage }) ?? []);
+    const stages: Stage<CallContext>[] = [];
+    if (config.audit.enabled) stages.push(audit({ recorder, config: config.audit, redactor, log: logger.scoped('audit') }));
+    if (config.metering.enabled) stages.push(meter(recorder, config.servers));
+    stages.push(
+      settle(logger),
+      identify(),
+      authorize(policy, config.naming.separator),
+      throttle(new RateLimiter(config.rateLimit)),
+      forward({
+        registry,
+        validator,
+        redactor,
+        admin: (ctx) => {
+          const tool = tools.get(ctx.name);
+          if (!tool) throw new GatewayError('UNKNOWN_TOOL', `the gateway has no tool "${ctx.name}"`);
+          return tool.run(ctx, front!.toolContext);
+        },
+      }),
+    );
+
+    front = new Front({
+      config,
+      session,
+      registry,
+      pipeline: compose(stages),
+      policy,
+      validator,
+      redactor,
+      gatewayTools: tools,
+      logger,
+      serverInfo: { name: 'mcp-gateway', version: VERSION },
+    });
+
+    let closing: Promise<void> | null = null;
+    return {
+      front,
+      registry,
+      db,
+      session,
+      connect: (transport) => front!.connect(transport),
+      close: (graceMs = 2_000) =>
+        (closing ??= (async () => {
+          await registry.stop(graceMs);
+          // Let requests failed by the stop settle and queue their records, then commit them.
+          await new Promise((resolve) => setImmediate(resolve));
+          recorder.close();
+          db.close();
+        })()),
+    };
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}

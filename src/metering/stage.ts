@@ -1,0 +1,56 @@
+/**
+ * The metering stage: adds every request to its consumer/server/tool/hour counters (design §7),
+ * with the price of calls that reached a server (`pricing`). The recorder sums them in memory and
+ * writes them within a second.
+ */
+import picomatch from 'picomatch';
+import type { ServerConfig } from '../config/schema.js';
+import type { CallContext } from '../pipeline/context.js';
+import type { Stage } from '../pipeline/compose.js';
+import type { Recorder } from '../store/recorder.js';
+import { hourOf } from './store.js';
+
+const ERROR_STATUSES: ReadonlySet<string> = new Set(['error', 'invalid', 'timeout', 'unavailable', 'unauthenticated']);
+
+/** Price of one forwarded call to `server`'s `tool`: first matching glob of `pricing.tools`, else `perCall`. */
+export function pricer(servers: readonly ServerConfig[]): (server: string, tool: string) => number {
+  const table = new Map(
+    servers.map((s) => [
+      s.id,
+      {
+        perCall: s.pricing?.perCall ?? 0,
+        tools: Object.entries(s.pricing?.tools ?? {}).map(([glob, price]) => [picomatch(glob, { dot: true }), price] as const),
+      },
+    ]),
+  );
+  return (server, tool) => {
+    const p = table.get(server);
+    if (!p) return 0;
+    for (const [match, price] of p.tools) if (match(tool)) return price;
+    return p.perCall;
+  };
+}
+
+export function meter(recorder: Recorder, servers: readonly ServerConfig[]): Stage<CallContext> {
+  const price = pricer(servers);
+  return async function meter(ctx, next) {
+    try {
+      await next();
+    } finally {
+      const status = ctx.status;
+      const server = ctx.server ?? '(unknown)';
+      recorder.addUsage({
+          hour: hourOf(ctx.ts),
+          consumer_id: ctx.session.identity.consumerId,
+          server,
+          tool: ctx.name,
+          calls: 1,
+          errors: ERROR_STATUSES.has(status) ? 1 : 0,
+          denied: status === 'denied' ? 1 : 0,
+          rate_limited: status === 'rate_limited' ? 1 : 0,
+          latency_ms: ctx.elapsedMs(),
+        cost: ctx.forwarded ? price(server, ctx.name) : 0,
+      });
+    }
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * Usage counters (design §7): per consumer, server, tool and hour. Written in the same
+ * transaction as the audit rows of the same requests.
+ */
+import type { Db } from '../store/db.js';
+
+/** One request's (or several requests') contribution to a usage row. */
+export interface UsageDelta {
+  readonly hour: string;
+  readonly consumer_id: string;
+  readonly server: string;
+  readonly tool: string;
+  readonly calls: number;
+  readonly errors: number;
+  readonly denied: number;
+  readonly rate_limited: number;
+  /** Sum of the latencies. */
+  readonly latency_ms: number;
+  /** Largest single latency (defaults to latency_ms for one request). */
+  readonly latency_max_ms?: number;
+  readonly cost: number;
+}
+
+export interface UsageRow {
+  readonly consumer_id: string;
+  readonly server: string;
+  readonly tool: string;
+  readonly calls: number;
+  readonly errors: number;
+  readonly denied: number;
+  readonly rate_limited: number;
+  readonly latency_sum_ms: number;
+  readonly latency_max_ms: number;
+  readonly cost: number;
+}
+
+export type UsageGroup = 'consumer' | 'server' | 'tool';
+
+export interface UsageQuery {
+  readonly since?: string | undefined;
+  readonly until?: string | undefined;
+  readonly consumerId?: string | undefined;
+  readonly by: readonly UsageGroup[];
+}
+
+export class UsageStore {
+  private readonly upsert;
+
+  constructor(private readonly db: Db) {
+    this.upsert = db.prepare<Required<UsageDelta>>(
+      `INSERT INTO usage_hourly (hour, consumer_id, server, tool, calls, errors, denied, rate_limited, latency_sum_ms, latency_max_ms, cost)
+       VALUES (@hour, @consumer_id, @server, @tool, @calls, @errors, @denied, @rate_limited, @latency_ms, @latency_max_ms, @cost)
+       ON CONFLICT (hour, consumer_id, server, tool) DO UPDATE SET
+         calls = calls + excluded.calls,
+         errors = errors + excluded.errors,
+         denied = denied + excluded.denied,
+         rate_limited = rate_limited + excluded.rate_limited,
+         latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms,
+         latency_max_ms = max(latency_max_ms, excluded.latency_max_ms),
+         cost = cost + excluded.cost`,
+    );
+  }
+
+  /** Adds deltas; call inside the recorder's transaction. */
+  addInTransaction(deltas: readonly UsageDelta[]): void {
+    for (const d of deltas) this.upsert.run({ ...d, latency_max_ms: d.latency_max_ms ?? d.latency_ms });
+  }
+
+  /**
+   * Totals over the hours that start in [since, until), grouped by the given columns (empty:
+   * one total row). Hours are whole: `since` is rounded down to its hour.
+   */
+  query(q: UsageQuery): UsageRow[] {
+    const where: string[] = [];
+    const params: Record<string, string> = {};
+    if (q.since) {
+      where.push('hour >= @since');
+      params['since'] = hourOf(new Date(q.since));
+    }
+    if (q.until) {
+      where.push('hour < @until');
+      params['until'] = q.until;
+    }
+    if (q.consumerId) {
+      where.push('consumer_id = @consumer');
+      params['consumer'] = q.consumerId;
+    }
+    const columns = { consumer: 'consumer_id', server: 'server', tool: 'tool' } as const;
+    const group = q.by.map((g) => columns[g]);
+    const select = (['consumer_id', 'server', 'tool'] as const).map((c) => (group.includes(c) ? c : `'*' AS ${c}`));
+    const sql = `SELECT ${select.join(', ')},
+        sum(calls) AS calls, sum(errors) AS errors, sum(denied) AS denied, sum(rate_limited) AS rate_limited,
+        sum(latency_sum_ms) AS latency_sum_ms, max(latency_max_ms) AS latency_max_ms, sum(cost) AS cost
+      FROM usage_hourly ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ${group.length ? `GROUP BY ${group.join(', ')} ORDER BY ${group.join(', ')}` : ''}`;
+    return (this.db.prepare(sql).all(params) as UsageRow[]).filter((r) => r.calls !== null);
+  }
+}
+
+let cachedHour = -1;
+let cachedHourText = '';
+
+/** Start of the UTC hour of `d`, as stored in `usage_hourly.hour` (the last one is cached). */
+export function hourOf(d: Date): string {
+  const hour = Math.floor(d.getTime() / 3_600_000);
+  if (hour !== cachedHour) {
+    cachedHour = hour;
+    cachedHourText = `${new Date(hour * 3_600_000).toISOString().slice(0, 13)}:00:00Z`;
+  }
+  return cachedHourText;
+}

@@ -1,0 +1,105 @@
+/**
+ * The typed context of one request as it passes the pipeline. The request fields are fixed when it
+ * is built; stages fill in the outcome (identity, decision, result or error).
+ */
+import type { Identity } from '../identity/identity.js';
+import type { Decision } from '../policy/types.js';
+import { GatewayError, type AuditStatus } from '../errors.js';
+
+/** What the audit log calls the kind of a request (design §6). */
+export type CallKind = 'tool' | 'prompt' | 'resource' | 'admin';
+
+/** A JSON-RPC result as sent to the agent. */
+export type ResultObject = Record<string, unknown>;
+
+export interface CallRequest {
+  readonly kind: CallKind;
+  /** Target server id ("gateway" for the gateway's own tools); null when the name matched no server. */
+  readonly server: string | null;
+  /** The child's own tool or prompt name, the resource URI, or the name as asked when unresolved. */
+  readonly name: string;
+  readonly arguments: Readonly<Record<string, unknown>> | undefined;
+  /**
+   * An entry point with no permission of its own (`call` with unusable arguments, `list_tools`):
+   * the authorize stage lets it through; what it reaches is authorized by itself.
+   */
+  readonly entryPoint: boolean;
+  /** Aborted when the agent cancels the request. */
+  readonly signal: AbortSignal;
+  /** The agent's progress token, if it asked for progress. */
+  readonly progressToken: string | number | undefined;
+  /** The request's `_meta` without the progress token, passed on to the child. */
+  readonly meta: Readonly<Record<string, unknown>> | undefined;
+  /** Sends a notification tied to this request (progress) to the agent. */
+  readonly notify: (method: string, params: Record<string, unknown>) => Promise<void>;
+}
+
+/** Who is asking: established once per session, re-checked per request by the identify stage. */
+export interface SessionRef {
+  readonly identity: Identity;
+  /** The key's own rate limit, when it has one (overrides rateLimit.defaultPerMinute). */
+  readonly rateLimit: { readonly perMinute: number; readonly burst?: number | undefined } | null;
+  /** The identity, if its credential is still valid now; throws UNAUTHENTICATED otherwise. */
+  verify(now?: number): Identity;
+}
+
+export class CallContext {
+  readonly startedAt = performance.now();
+  readonly ts = new Date();
+  /** Set by the identify stage once the session's credential is confirmed valid. */
+  identity: Identity | null = null;
+  /** Set by the authorize stage. */
+  decision: Decision | null = null;
+  /** The answer for the agent (already redacted). */
+  result: ResultObject | undefined = undefined;
+  /** Why the request failed or was refused. */
+  error: GatewayError | undefined = undefined;
+  /** The stage that refused the request, when no policy decision did (audit `decided_by`). */
+  refusedBy: string | undefined = undefined;
+  /** True once the request was sent to a child (it may have had effects there). */
+  forwarded = false;
+
+  constructor(
+    readonly session: SessionRef,
+    readonly request: CallRequest,
+  ) {}
+
+  get server(): string | null {
+    return this.request.server;
+  }
+  get kind(): CallKind {
+    return this.request.kind;
+  }
+  get name(): string {
+    return this.request.name;
+  }
+  get arguments(): Readonly<Record<string, unknown>> | undefined {
+    return this.request.arguments;
+  }
+  get signal(): AbortSignal {
+    return this.request.signal;
+  }
+
+  /** Ends the request with a refusal or failure; `stage` names who refused, for the audit. */
+  fail(error: GatewayError, stage?: string): void {
+    this.error = error;
+    if (stage !== undefined) this.refusedBy = stage;
+  }
+
+  /** The audit status of the outcome so far (design §6). */
+  get status(): AuditStatus {
+    if (this.error) return this.error.status;
+    if (this.result === undefined) return 'error';
+    return this.result['isError'] === true ? 'error' : 'ok';
+  }
+
+  /** What decided the outcome: the policy rule, or the stage that refused. */
+  get decidedBy(): string {
+    return this.refusedBy ?? this.decision?.decidedBy ?? '';
+  }
+
+  /** Milliseconds since the request entered the gateway. */
+  elapsedMs(): number {
+    return performance.now() - this.startedAt;
+  }
+}

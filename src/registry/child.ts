@@ -1,0 +1,534 @@
+/**
+ * One child MCP server (design §8): spawned with only its own environment, connected with the SDK
+ * `Client`, its catalog fetched in full, restarted with backoff when it exits, marked failed after
+ * too many restarts, and stopped with its whole process group.
+ */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import {
+  ErrorCode,
+  McpError,
+  type ClientCapabilities,
+  type Notification,
+  type Request,
+  type ServerCapabilities,
+} from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import type { ServerConfig } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Redactor } from '../secrets/redactor.js';
+import { RestartTracker } from './backoff.js';
+import { ChildProcessTransport, type ExitInfo } from './child-transport.js';
+import { childEnvironment } from './env.js';
+import { StderrTail } from './stderr-tail.js';
+
+export type ChildState = 'idle' | 'starting' | 'ready' | 'restarting' | 'failed' | 'stopped';
+
+/** Raw list entries as the child sent them: unknown fields are kept. */
+export type RawEntry = Record<string, unknown> & { readonly name: string };
+export type RawResource = Record<string, unknown> & { readonly uri: string };
+export type RawTemplate = Record<string, unknown> & { readonly uriTemplate: string };
+
+export interface Catalog {
+  readonly tools: readonly RawEntry[];
+  readonly prompts: readonly RawEntry[];
+  readonly resources: readonly RawResource[];
+  readonly resourceTemplates: readonly RawTemplate[];
+  /** Tools left out of the lists, with the reason (shown by server_status). */
+  readonly excludedTools: readonly { readonly name: string; readonly reason: string }[];
+  readonly toolsByName: ReadonlyMap<string, RawEntry>;
+  readonly promptsByName: ReadonlyMap<string, RawEntry>;
+}
+
+export const EMPTY_CATALOG: Catalog = Object.freeze({
+  tools: [],
+  prompts: [],
+  resources: [],
+  resourceTemplates: [],
+  excludedTools: [],
+  toolsByName: new Map(),
+  promptsByName: new Map(),
+});
+
+/** What a child may ask of the agent, relayed by the front (sampling, elicitation, roots). */
+export type ChildRequestRelay = (
+  server: ChildServer,
+  request: { method: string; params?: Record<string, unknown> },
+  signal: AbortSignal,
+) => Promise<Record<string, unknown>>;
+
+export interface ChildHooks {
+  /** The catalog (tools, prompts, resources) changed, or the server became (un)available. */
+  onCatalogChanged(server: ChildServer): void;
+  /** A notification the front relays to the agent (log message, resource updated). */
+  onNotification(server: ChildServer, notification: Notification): void;
+  /** A request from the child to relay to the agent. */
+  relayRequest: ChildRequestRelay;
+}
+
+export interface RequestOptions {
+  readonly signal: AbortSignal;
+  /** Called with each progress notification the child sends for this request. */
+  readonly onprogress?: ((progress: Record<string, unknown>) => void) | undefined;
+}
+
+/** Accepts any object and returns it as it is: results are forwarded, not re-parsed. */
+const passthrough = z.custom<Record<string, unknown>>((v) => typeof v === 'object' && v !== null && !Array.isArray(v));
+const anyRequest = (method: string) =>
+  z.object({ method: z.literal(method), params: z.record(z.string(), z.unknown()).optional() });
+
+/** How many pages a list may have before the child is considered broken. */
+const MAX_PAGES = 1_000;
+
+interface Connection {
+  readonly transport: ChildProcessTransport;
+  readonly client: Client;
+  closed: boolean;
+}
+
+export class ChildServer {
+  readonly id: string;
+  private stateValue: ChildState;
+  private conn: Connection | null = null;
+  private catalogValue: Catalog = EMPTY_CATALOG;
+  private starting: Promise<void> | null = null;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private nextStartAt: number | null = null;
+  private readonly restarts: RestartTracker;
+  private totalRestarts = 0;
+  private everReady = false;
+  private lastExit: (ExitInfo & { at: string }) | null = null;
+  private lastErrorValue: string | null = null;
+  private startedAt: string | null = null;
+  private readonly stderr: StderrTail;
+  private capabilities: ClientCapabilities = {};
+  private refreshing: Promise<void> | null = null;
+  private refreshAgain = false;
+  private readonly log: Logger;
+
+  constructor(
+    readonly config: ServerConfig,
+    private readonly hooks: ChildHooks,
+    private readonly options: {
+      readonly logger: Logger;
+      readonly redactor: Redactor;
+      readonly maxMessageBytes: number;
+      readonly clientInfo: { name: string; version: string };
+      readonly parentEnv?: NodeJS.ProcessEnv;
+    },
+  ) {
+    this.id = config.id;
+    this.stateValue = 'idle';
+    this.restarts = new RestartTracker(config.restart);
+    this.log = options.logger.scoped(`server:${config.id}`);
+    this.stderr = new StderrTail(50, (line) => this.log.info(`stderr: ${line}`));
+  }
+
+  get state(): ChildState {
+    return this.stateValue;
+  }
+
+  /** True while the first start since the gateway began is under way. */
+  get firstStartPending(): boolean {
+    return this.stateValue === 'starting' && !this.everReady;
+  }
+
+  get catalog(): Catalog {
+    return this.catalogValue;
+  }
+
+  /** The child's declared capabilities (after it is ready). */
+  get serverCapabilities(): ServerCapabilities | undefined {
+    return this.conn?.client.getServerCapabilities();
+  }
+
+  /** Sets the capabilities the child-facing client declares: those the agent declared. */
+  setClientCapabilities(capabilities: ClientCapabilities): void {
+    this.capabilities = capabilities;
+  }
+
+  /** Starts the child if it is idle; resolves when it is ready, rejects if this start fails. */
+  start(): Promise<void> {
+    if (this.stateValue === 'ready') return Promise.resolve();
+    if (this.starting) return this.starting;
+    if (this.stateValue === 'failed' || this.stateValue === 'stopped') {
+      return Promise.reject(this.unavailable());
+    }
+    if (this.restartTimer) {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = null;
+    }
+    this.starting = this.connect().finally(() => {
+      this.starting = null;
+    });
+    return this.starting;
+  }
+
+  /**
+   * Resolves when the child can take a request. A first start (lazy, or eager still starting) is
+   * waited for; a child between restarts or failed is refused at once with SERVER_UNAVAILABLE.
+   */
+  async ready(): Promise<void> {
+    if (this.stateValue === 'ready') return;
+    if (this.stateValue === 'idle' || (this.stateValue === 'starting' && !this.everReady)) {
+      try {
+        await this.start();
+      } catch {
+        throw this.unavailable();
+      }
+      return;
+    }
+    throw this.unavailable();
+  }
+
+  /**
+   * Sends a request to the child and returns its result object untouched. Errors are
+   * GatewayErrors: SERVER_UNAVAILABLE (not running, exited meanwhile), TIMEOUT, CANCELLED,
+   * UPSTREAM_ERROR (the child answered with an error).
+   */
+  async request(method: string, params: Record<string, unknown>, options: RequestOptions): Promise<Record<string, unknown>> {
+    const conn = this.conn;
+    if (!conn || conn.closed || this.stateValue !== 'ready') throw this.unavailable();
+    try {
+      return await conn.client.request({ method, params } as Request, passthrough, {
+        signal: options.signal,
+        timeout: this.config.timeoutMs,
+        resetTimeoutOnProgress: options.onprogress !== undefined,
+        onprogress: options.onprogress as ((p: unknown) => void) | undefined,
+      });
+    } catch (err) {
+      throw this.classify(err, conn, options.signal);
+    }
+  }
+
+  /** Sends a notification to the child if it is connected (cancellation, roots changed). */
+  async notify(notification: Notification): Promise<void> {
+    const conn = this.conn;
+    if (!conn || conn.closed) return;
+    await conn.client.notification(notification).catch(() => {});
+  }
+
+  /** A snapshot for `server_status` (redacted). */
+  status(): ChildStatus {
+    const r = this.options.redactor;
+    return {
+      id: this.id,
+      name: this.config.name ?? this.id,
+      state: this.stateValue,
+      start: this.config.start,
+      pid: this.conn && !this.conn.closed ? (this.conn.transport.pid ?? null) : null,
+      startedAt: this.startedAt,
+      restartsInWindow: this.restarts.recent(Date.now()),
+      totalRestarts: this.totalRestarts,
+      nextRestartAt: this.nextStartAt ? new Date(this.nextStartAt).toISOString() : null,
+      lastExit: this.lastExit,
+      lastError: this.lastErrorValue === null ? null : r.text(this.lastErrorValue),
+      tools: this.catalogValue.tools.length,
+      prompts: this.catalogValue.prompts.length,
+      resources: this.catalogValue.resources.length,
+      resourceTemplates: this.catalogValue.resourceTemplates.length,
+      excludedTools: this.catalogValue.excludedTools,
+      stderrTail: this.stderr.snapshot().map((l) => r.text(l)),
+    };
+  }
+
+  /** Stops the child for good (gateway shutdown): stdin close, then SIGTERM, then SIGKILL. */
+  async stop(graceMs = 2_000): Promise<void> {
+    this.setState('stopped');
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    const conn = this.conn;
+    if (conn) await conn.transport.close(graceMs);
+  }
+
+  /** SIGKILL to the child's process group, synchronously (last resort at process exit). */
+  killNow(): void {
+    this.conn?.transport.signalGroup('SIGKILL');
+  }
+
+  private async connect(): Promise<void> {
+    this.setState('starting');
+    const transport = new ChildProcessTransport({
+      command: this.config.command,
+      args: this.config.args,
+      cwd: this.config.cwd ?? process.cwd(),
+      env: childEnvironment(this.config, this.options.parentEnv),
+      maxMessageBytes: this.options.maxMessageBytes,
+      onStderr: (chunk) => this.stderr.push(chunk),
+      onInvalidLine: (invalid) =>
+        this.log.warn(
+          invalid.kind === 'oversize'
+            ? `skipped a ${invalid.bytes}-byte message over the limit of ${this.options.maxMessageBytes} bytes`
+            : `skipped a stdout line that is not JSON: ${JSON.stringify(invalid.prefix.slice(0, 120))}`,
+        ),
+    });
+    const client = new Client(this.options.clientInfo, { capabilities: this.capabilities });
+    const conn: Connection = { transport, client, closed: false };
+    this.conn = conn;
+    client.onerror = (err) => this.log.debug(`protocol: ${err.message}`);
+    client.onclose = () => this.onConnectionClosed(conn);
+    this.installHandlers(client);
+
+    const deadline = this.config.startTimeoutMs;
+    try {
+      await client.connect(transport, { timeout: deadline });
+      this.startedAt = new Date().toISOString();
+      const catalog = await this.fetchCatalog(conn, deadline);
+      if (conn.closed) throw new Error('exited during startup');
+      this.catalogValue = catalog;
+      this.everReady = true;
+      this.lastErrorValue = null;
+      this.setState('ready');
+      this.log.info(
+        `ready (pid ${transport.pid}, ${catalog.tools.length} tools, ${catalog.prompts.length} prompts, ${catalog.resources.length} resources)`,
+      );
+      this.hooks.onCatalogChanged(this);
+    } catch (err) {
+      this.lastErrorValue = describeStartError(err, transport, deadline);
+      this.log.warn(`could not start: ${this.lastErrorValue}`);
+      if (!conn.closed) {
+        conn.closed = true;
+        void transport.close(500);
+        this.afterExit();
+      }
+      throw err;
+    }
+  }
+
+  private installHandlers(client: Client): void {
+    const relay = (method: string) =>
+      // Registered through Protocol, not Client: the Client's own wrapper re-parses the agent's
+      // answer with strict schemas that drop unknown fields; the agent's answer goes back as is.
+      Protocol.prototype.setRequestHandler.call(client, anyRequest(method), (req: { method: string; params?: Record<string, unknown> }, extra: { signal: AbortSignal }) =>
+        this.hooks.relayRequest(this, req, extra.signal),
+      );
+    if (this.capabilities.sampling) relay('sampling/createMessage');
+    if (this.capabilities.elicitation) relay('elicitation/create');
+    if (this.capabilities.roots) relay('roots/list');
+
+    client.fallbackNotificationHandler = async (notification) => {
+      switch (notification.method) {
+        case 'notifications/tools/list_changed':
+        case 'notifications/prompts/list_changed':
+        case 'notifications/resources/list_changed':
+          this.refreshCatalog();
+          break;
+        default:
+          this.hooks.onNotification(this, notification);
+      }
+    };
+  }
+
+  /** Re-reads the catalog after a list_changed; bursts coalesce into one refresh at a time. */
+  private refreshCatalog(): void {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    const conn = this.conn;
+    if (!conn || conn.closed || this.stateValue !== 'ready') return;
+    this.refreshing = this.fetchCatalog(conn, this.config.timeoutMs)
+      .then((catalog) => {
+        if (conn !== this.conn || conn.closed) return;
+        this.catalogValue = catalog;
+        this.hooks.onCatalogChanged(this);
+      })
+      .catch((err) => this.log.warn(`could not refresh the catalog: ${(err as Error).message}`))
+      .finally(() => {
+        this.refreshing = null;
+        if (this.refreshAgain) {
+          this.refreshAgain = false;
+          this.refreshCatalog();
+        }
+      });
+  }
+
+  private async fetchCatalog(conn: Connection, timeout: number): Promise<Catalog> {
+    const caps = conn.client.getServerCapabilities() ?? {};
+    const list = async <T>(method: string, key: string): Promise<T[]> => {
+      const items: T[] = [];
+      let cursor: string | undefined;
+      for (let page = 0; page < MAX_PAGES; page++) {
+        const result = await conn.client.request(
+          { method, params: cursor === undefined ? {} : { cursor } } as Request,
+          passthrough,
+          { timeout },
+        );
+        const entries = result[key];
+        if (!Array.isArray(entries)) throw new Error(`${method} answered without a "${key}" list`);
+        items.push(...(entries as T[]));
+        const next = result['nextCursor'];
+        if (typeof next !== 'string' || next === '' || next === cursor) return items;
+        cursor = next;
+      }
+      throw new Error(`${method} returned more than ${MAX_PAGES} pages`);
+    };
+    const [allTools, prompts, resources, resourceTemplates] = await Promise.all([
+      caps.tools ? list<RawEntry>('tools/list', 'tools') : [],
+      caps.prompts ? list<RawEntry>('prompts/list', 'prompts') : [],
+      caps.resources ? list<RawResource>('resources/list', 'resources') : [],
+      caps.resources ? list<RawTemplate>('resources/templates/list', 'resourceTemplates').catch(() => []) : [],
+    ]);
+    const tools: RawEntry[] = [];
+    const excludedTools: { name: string; reason: string }[] = [];
+    const seen = new Set<string>();
+    for (const tool of allTools) {
+      if (typeof tool?.name !== 'string' || tool.name === '') {
+        excludedTools.push({ name: String(tool?.name ?? '(no name)'), reason: 'the entry has no name' });
+      } else if (seen.has(tool.name)) {
+        excludedTools.push({ name: tool.name, reason: 'listed twice by the server; the first entry is used' });
+      } else if ((tool['execution'] as { taskSupport?: unknown } | undefined)?.taskSupport === 'required') {
+        excludedTools.push({
+          name: tool.name,
+          reason: 'requires task-augmented calls (execution.taskSupport "required"), which the gateway does not relay',
+        });
+      } else {
+        seen.add(tool.name);
+        tools.push(tool);
+      }
+    }
+    const namedPrompts = prompts.filter((p) => typeof p?.name === 'string');
+    return Object.freeze({
+      tools,
+      prompts: namedPrompts,
+      resources: resources.filter((r) => typeof r?.uri === 'string'),
+      resourceTemplates: resourceTemplates.filter((t) => typeof t?.uriTemplate === 'string'),
+      excludedTools,
+      toolsByName: new Map(tools.map((t) => [t.name, t])),
+      promptsByName: new Map(namedPrompts.map((p) => [p.name, p])),
+    });
+  }
+
+  private onConnectionClosed(conn: Connection): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    if (conn !== this.conn) return;
+    this.afterExit();
+  }
+
+  /** The current connection ended: record why, drop the catalog, and restart or give up. */
+  private afterExit(): void {
+    const exit = this.conn?.transport.exit;
+    if (exit) {
+      this.lastExit = { ...exit, at: new Date().toISOString() };
+    }
+    if (this.stateValue === 'stopped') return;
+    const wasReady = this.stateValue === 'ready';
+    if (wasReady) this.log.warn(`exited (${describeExit(exit ?? null)})`);
+    this.catalogValue = EMPTY_CATALOG;
+    const decision = this.restarts.onExit(Date.now());
+    if (!decision.restart) {
+      this.nextStartAt = null;
+      this.setState('failed');
+      this.log.error(
+        `marked failed after ${this.config.restart.maxRestarts} restarts within ${this.config.restart.windowMs} ms; it stays down until the gateway restarts`,
+      );
+    } else {
+      this.setState('restarting');
+      this.nextStartAt = Date.now() + decision.delayMs;
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = null;
+        this.nextStartAt = null;
+        this.totalRestarts++;
+        this.start().catch(() => {});
+      }, decision.delayMs);
+      this.restartTimer.unref();
+    }
+    if (wasReady) this.hooks.onCatalogChanged(this);
+  }
+
+  private setState(state: ChildState): void {
+    this.stateValue = state;
+  }
+
+  private unavailable(): GatewayError {
+    const base = `server "${this.id}" is ${this.stateValue}`;
+    switch (this.stateValue) {
+      case 'failed':
+        return new GatewayError(
+          'SERVER_UNAVAILABLE',
+          `${base}: it exited ${this.config.restart.maxRestarts + 1} times within ${this.config.restart.windowMs} ms and stays down until the gateway restarts; see server_status for its last error`,
+          { server: this.id },
+        );
+      case 'restarting':
+      case 'starting': {
+        const retryAfterMs = Math.max(0, (this.nextStartAt ?? Date.now()) - Date.now()) + 1_000;
+        return new GatewayError('SERVER_UNAVAILABLE', `${base}; retry in a few seconds`, { server: this.id, retryAfterMs });
+      }
+      default:
+        return new GatewayError('SERVER_UNAVAILABLE', `${base}`, { server: this.id });
+    }
+  }
+
+  private classify(err: unknown, conn: Connection, signal: AbortSignal): GatewayError {
+    if (signal.aborted) return new GatewayError('CANCELLED', 'the request was cancelled by the agent', { server: this.id });
+    if (conn.closed) {
+      const exit = conn.transport.exit;
+      return new GatewayError(
+        'SERVER_UNAVAILABLE',
+        `server "${this.id}" exited during the request (${describeExit(exit)}); it is being restarted, retry shortly`,
+        { server: this.id },
+      );
+    }
+    if (err instanceof McpError) {
+      const data = err.data as { timeout?: unknown; maxTotalTimeout?: unknown } | undefined;
+      if (err.code === ErrorCode.RequestTimeout && (data?.timeout !== undefined || data?.maxTotalTimeout !== undefined)) {
+        return new GatewayError('TIMEOUT', `server "${this.id}" did not answer within ${this.config.timeoutMs} ms`, {
+          server: this.id,
+          timeoutMs: this.config.timeoutMs,
+        });
+      }
+      // McpError prefixes "MCP error <code>: "; the agent gets the child's own message.
+      const message = err.message.replace(/^MCP error -?\d+: /, '');
+      return new GatewayError('UPSTREAM_ERROR', this.options.redactor.text(message), {
+        server: this.id,
+        upstreamCode: err.code,
+        ...(err.data !== undefined ? { upstreamData: this.options.redactor.value(err.data) } : {}),
+      });
+    }
+    if (err instanceof Error && err.message === 'Not connected') {
+      return new GatewayError('SERVER_UNAVAILABLE', `server "${this.id}" is not connected`, { server: this.id });
+    }
+    this.log.warn(`unexpected error from the client: ${(err as Error)?.message ?? String(err)}`);
+    return new GatewayError('UPSTREAM_ERROR', `server "${this.id}" sent an answer the gateway could not read`, { server: this.id });
+  }
+}
+
+export interface ChildStatus {
+  readonly id: string;
+  readonly name: string;
+  readonly state: ChildState;
+  readonly start: 'eager' | 'lazy';
+  readonly pid: number | null;
+  readonly startedAt: string | null;
+  readonly restartsInWindow: number;
+  readonly totalRestarts: number;
+  readonly nextRestartAt: string | null;
+  readonly lastExit: (ExitInfo & { at: string }) | null;
+  readonly lastError: string | null;
+  readonly tools: number;
+  readonly prompts: number;
+  readonly resources: number;
+  readonly resourceTemplates: number;
+  readonly excludedTools: readonly { readonly name: string; readonly reason: string }[];
+  readonly stderrTail: readonly string[];
+}
+
+export function describeExit(exit: ExitInfo | null): string {
+  if (!exit) return 'connection closed';
+  if (exit.signal) return `killed by ${exit.signal}`;
+  return `exit code ${exit.code}`;
+}
+
+function describeStartError(err: unknown, transport: ChildProcessTransport, timeoutMs: number): string {
+  const e = err as NodeJS.ErrnoException & { code?: unknown };
+  if (e?.code === 'ENOENT') return `command not found (ENOENT): check "command" and PATH`;
+  if (e?.code === 'EACCES') return `command not executable (EACCES)`;
+  if (transport.exit) return `exited during startup (${describeExit(transport.exit)})`;
+  if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) {
+    return `did not answer initialize within ${timeoutMs} ms (startTimeoutMs)`;
+  }
+  if (err instanceof McpError && err.code === ErrorCode.ConnectionClosed) return 'closed the connection during startup';
+  return (err as Error)?.message ?? String(err);
+}

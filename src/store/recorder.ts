@@ -1,0 +1,180 @@
+/**
+ * Writes what the recording stages hand it. The audit rows of the requests that end while handling
+ * one input are committed together in one `BEGIN IMMEDIATE` transaction, and each caller's promise
+ * settles only after that commit (the reply waits for it). Usage counters are summed in memory and
+ * written at most a second later (with the next audit commit, or on their own), so a call's
+ * critical path writes one page, not two; `close()` writes what is left.
+ *
+ * Fail closed without a second write per call: the database keeps a ballast of free space
+ * (audit_ballast). When a commit fails because the disk or `max_page_count` is full, the ballast is
+ * released and the commit retried, so requests already forwarded are still recorded, and the
+ * recorder refuses new requests (`canAccept`) until the ballast can be restored.
+ */
+import type { AuditDraft, AuditStore } from '../audit/store.js';
+import type { Logger } from '../log.js';
+import type { UsageDelta, UsageStore } from '../metering/store.js';
+import type { Db } from './db.js';
+
+interface Entry {
+  readonly audit: AuditDraft;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+}
+
+type UsageSum = { -readonly [K in keyof UsageDelta]-?: UsageDelta[K] };
+
+/** How long usage counters may wait in memory before they are written. */
+const USAGE_FLUSH_MS = 1_000;
+
+const BALLAST_ROWS = 16;
+const BALLAST_ROW_BYTES = 64 * 1024;
+/** How often a refusing recorder tries to restore its ballast. */
+const PROBE_INTERVAL_MS = 1_000;
+
+export class Recorder {
+  private queue: Entry[] = [];
+  private scheduled = false;
+  private degraded: { since: number; reason: string } | null = null;
+  private lastProbe = 0;
+  private usageSums = new Map<string, UsageSum>();
+  private usageTimer: NodeJS.Timeout | null = null;
+  private readonly commit: (entries: readonly Entry[], usage: readonly UsageSum[]) => void;
+
+  constructor(
+    private readonly db: Db,
+    private readonly audits: AuditStore | null,
+    private readonly usage: UsageStore | null,
+    private readonly log: Logger,
+  ) {
+    this.commit = db.transaction((entries: readonly Entry[], usage: readonly UsageSum[]) => {
+      if (this.audits && entries.length > 0) this.audits.appendInTransaction(entries.map((e) => e.audit));
+      if (this.usage && usage.length > 0) this.usage.addInTransaction(usage);
+    }).immediate;
+  }
+
+  /** Lays down the ballast; throws when the database cannot be written at all (start refused). */
+  prepare(): void {
+    if (this.audits) this.restoreBallast();
+  }
+
+  /**
+   * Whether a new request may proceed: false while the database cannot take more records. While
+   * refusing, it retries the ballast at most once a second and resumes when that succeeds.
+   */
+  canAccept(now = Date.now()): boolean {
+    if (!this.degraded) return true;
+    if (now - this.lastProbe < PROBE_INTERVAL_MS) return false;
+    this.lastProbe = now;
+    try {
+      this.restoreBallast();
+      this.log.warn(`the database is writable again after ${Math.round((now - this.degraded.since) / 1000)} s; accepting requests`);
+      this.degraded = null;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Why requests are being refused, if they are. */
+  get refusal(): string | null {
+    return this.degraded?.reason ?? null;
+  }
+
+  /** Appends an audit row; resolves once it is committed. */
+  audit(draft: AuditDraft): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ audit: draft, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        // After the promise chains of the current input settle: everything that ended with it shares one commit.
+        process.nextTick(() => this.flush());
+      }
+    });
+  }
+
+  /** Adds to the usage counters (written within a second). */
+  addUsage(delta: UsageDelta): void {
+    if (!this.usage) return;
+    const key = `${delta.hour}\u0000${delta.consumer_id}\u0000${delta.server}\u0000${delta.tool}`;
+    const sum = this.usageSums.get(key);
+    if (!sum) this.usageSums.set(key, { ...delta, latency_max_ms: delta.latency_max_ms ?? delta.latency_ms });
+    else {
+      sum.calls += delta.calls;
+      sum.errors += delta.errors;
+      sum.denied += delta.denied;
+      sum.rate_limited += delta.rate_limited;
+      sum.latency_ms += delta.latency_ms;
+      sum.latency_max_ms = Math.max(sum.latency_max_ms, delta.latency_max_ms ?? delta.latency_ms);
+      sum.cost += delta.cost;
+    }
+    if (!this.usageTimer) {
+      this.usageTimer = setTimeout(() => this.flush(true), USAGE_FLUSH_MS);
+      this.usageTimer.unref();
+    }
+  }
+
+  /** Commits the queued audit rows, and the usage counters when they are due (or `withUsage`). */
+  flush(withUsage = false): void {
+    this.scheduled = false;
+    const entries = this.queue;
+    const usageDue = withUsage || (this.usageTimer !== null && entries.length > 0 && this.usageSums.size > 64);
+    if (entries.length === 0 && !(usageDue && this.usageSums.size > 0)) return;
+    this.queue = [];
+    let usage: UsageSum[] = [];
+    if (usageDue) {
+      usage = [...this.usageSums.values()];
+      this.usageSums = new Map();
+      if (this.usageTimer) clearTimeout(this.usageTimer);
+      this.usageTimer = null;
+    }
+    try {
+      this.commitOrRelease(entries, usage);
+    } catch (err) {
+      for (const e of entries) e.reject(err as Error);
+      // Usage that could not be written is kept for the next attempt.
+      for (const u of usage) this.addUsage(u);
+      return;
+    }
+    for (const e of entries) e.resolve();
+  }
+
+  /** Writes everything still held (shutdown). */
+  close(): void {
+    this.flush(true);
+  }
+
+  private commitOrRelease(entries: readonly Entry[], usage: readonly UsageSum[]): void {
+    try {
+      this.commit(entries, usage);
+      return;
+    } catch (err) {
+      this.degrade(err as Error);
+      if (!isFull(err)) throw err;
+    }
+    // Full: give the ballast's pages to the records of requests that already ran, and retry.
+    this.db.prepare('DELETE FROM audit_ballast').run();
+    this.commit(entries, usage);
+  }
+
+  private degrade(err: Error): void {
+    if (this.degraded) return;
+    this.degraded = { since: Date.now(), reason: err.message };
+    this.lastProbe = Date.now();
+    this.log.error(`cannot write the database (${err.message}); refusing new requests until it can`);
+  }
+
+  private restoreBallast(): void {
+    const have = (this.db.prepare('SELECT count(*) AS n FROM audit_ballast').get() as { n: number }).n;
+    if (have >= BALLAST_ROWS) return;
+    const insert = this.db.prepare('INSERT INTO audit_ballast (pad) VALUES (zeroblob(?))');
+    this.db.transaction(() => {
+      for (let i = have; i < BALLAST_ROWS; i++) insert.run(BALLAST_ROW_BYTES);
+    }).immediate();
+  }
+
+}
+
+function isFull(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return code === 'SQLITE_FULL' || (typeof code === 'string' && code.startsWith('SQLITE_IOERR')) || /disk is full/i.test(String((err as Error)?.message));
+}

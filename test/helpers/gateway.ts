@@ -1,0 +1,148 @@
+/**
+ * Starts a real `mcp-gateway serve` process on a config written to a temp folder and connects the
+ * SDK Client to it, as an agent would.
+ */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { ClientCapabilities } from '@modelcontextprotocol/sdk/types.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const BIN = path.join(ROOT, 'bin/mcp-gateway.js');
+export const FIXTURES = path.join(ROOT, 'test/fixtures');
+export const EVERYTHING = path.join(ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
+
+/** A static test key accepted by `testConfig` (plain `key:` in config: no bcrypt in every test). */
+export const TEST_KEY = 'gw_testkey1_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG';
+export const TEST_KEY_ID = 'testkey1';
+
+export function fixture(name: string): { command: string; args: string[] } {
+  return { command: process.execPath, args: [path.join(FIXTURES, name)] };
+}
+
+/** A config with one static key (consumer "tester", given roles) and an allow-all policy for "admin". */
+export function testConfig(overrides: Record<string, unknown> = {}, roles: string[] = ['admin']): Record<string, unknown> {
+  return {
+    database: './gateway.db',
+    auth: { apiKeys: { static: [{ id: TEST_KEY_ID, consumerId: 'tester', roles, key: '${TEST_KEY}' }] } },
+    policies: [
+      {
+        id: 'admin',
+        roles: ['admin'],
+        rules: [{ action: 'allow' }, { server: 'gateway', action: 'allow' }],
+      },
+    ],
+    rateLimit: { enabled: false },
+    ...overrides,
+  };
+}
+
+export function tempDir(prefix = 'mcpgw-'): string {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+export interface RunningGateway {
+  readonly client: Client;
+  readonly transport: StdioClientTransport;
+  readonly dir: string;
+  readonly configFile: string;
+  readonly pid: number;
+  /** Everything the gateway wrote to stderr so far. */
+  stderr(): string;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly config: Record<string, unknown> | string;
+  readonly env?: Record<string, string>;
+  readonly key?: string | null;
+  readonly capabilities?: ClientCapabilities;
+  readonly dir?: string;
+  /** Called with the client before it connects (to register handlers). */
+  readonly beforeConnect?: (client: Client) => void;
+}
+
+export function writeConfig(dir: string, config: Record<string, unknown> | string): string {
+  const file = path.join(dir, 'gateway.yaml');
+  writeFileSync(file, typeof config === 'string' ? config : stringify(config));
+  return file;
+}
+
+export async function startGateway(options: StartOptions): Promise<RunningGateway> {
+  const dir = options.dir ?? tempDir();
+  const configFile = writeConfig(dir, options.config);
+  const key = options.key === undefined ? TEST_KEY : options.key;
+  const env: Record<string, string> = {
+    PATH: process.env['PATH'] ?? '',
+    HOME: process.env['HOME'] ?? dir,
+    TEST_KEY,
+    MCP_GATEWAY_LOG_LEVEL: 'debug',
+    ...(key ? { MCP_GATEWAY_API_KEY: key } : {}),
+    ...options.env,
+  };
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [BIN, 'serve', '--config', configFile],
+    env,
+    stderr: 'pipe',
+    cwd: dir,
+  });
+  let stderr = '';
+  transport.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8');
+  });
+  const client = new Client({ name: 'test-agent', version: '1.0.0' }, { capabilities: options.capabilities ?? {} });
+  options.beforeConnect?.(client);
+  await client.connect(transport);
+  return {
+    client,
+    transport,
+    dir,
+    configFile,
+    pid: transport.pid!,
+    stderr: () => stderr,
+    close: () => client.close(),
+  };
+}
+
+/** Polls `fn` until it returns a truthy value or the time runs out. */
+export async function waitFor<T>(fn: () => T | Promise<T>, ms = 10_000, what = 'condition'): Promise<NonNullable<T>> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** True if a process with this pid exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The text of the first text content of a tool result. */
+export function textOf(result: unknown): string {
+  const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
+  return content.find((c) => c.type === 'text')?.text ?? '';
+}
+
+/** The gateway's error code of a refused tool result, if any. */
+export function errorCode(result: unknown): string | undefined {
+  const meta = (result as { _meta?: Record<string, { code?: string }> })._meta;
+  return meta?.['mcp-gateway/error']?.code;
+}
