@@ -37,7 +37,18 @@ export interface GatewayOptions {
   readonly env: NodeJS.ProcessEnv;
   readonly logger: Logger & { setRedactor?: (r: Redactor) => void };
   /** Gateway tools added by later modules (audit, usage). */
-  readonly extraTools?: (deps: { db: Db; audits: AuditStore | null; usage: UsageStore }) => readonly GatewayTool[];
+  readonly extraTools?: (deps: ExtraToolDeps) => readonly GatewayTool[];
+}
+
+/** What the audit and usage tools get to work with. */
+export interface ExtraToolDeps {
+  readonly db: Db;
+  readonly audits: AuditStore | null;
+  readonly usage: UsageStore;
+  /** Writes the usage counters held in memory (call before reading usage). */
+  readonly flushUsage: () => void;
+  /** The audit chain's HMAC key, when the config sets one. */
+  readonly hmacKey: Buffer | null;
 }
 
 export interface Gateway {
@@ -103,7 +114,9 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
       },
     });
 
-    const tools = gatewayToolIndex(extraTools?.({ db, audits, usage }) ?? []);
+    const tools = gatewayToolIndex(
+      extraTools?.({ db, audits, usage, flushUsage: () => recorder.flush(true), hmacKey: secrets.hmacKey }) ?? [],
+    );
     const stages: Stage<CallContext>[] = [];
     if (config.audit.enabled) stages.push(audit({ recorder, config: config.audit, redactor, log: logger.scoped('audit') }));
     if (config.metering.enabled) stages.push(meter(recorder, config.servers));
