@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The demo child server shipped with mcp-gateway: a small shop back office over MCP (stdio).
-// Read tools (get_forecast, lookup_order, echo) and one that moves money (refund_order), so the
-// demo can show an allowed call, a forbidden one and a rate-limited one. All data is made up.
+// Read tools (get_forecast, lookup_order, get_status, echo) and one that moves money
+// (refund_order), so the demo can show an allowed call, a forbidden one and a rate-limited one.
+// get_status leaks the server's own token, to show the gateway redacting it. All data is made up.
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { z } from 'zod';
@@ -48,6 +49,18 @@ server.registerTool(
     if (!order) return { content: [{ type: 'text', text: `no order ${orderId}` }], isError: true };
     return { content: [{ type: 'text', text: JSON.stringify({ orderId, ...order }) }] };
   },
+);
+
+server.registerTool(
+  'get_status',
+  {
+    title: 'Service status',
+    description: 'Health of the shop backend (a careless server that includes its own API token).',
+    annotations: { readOnlyHint: true },
+  },
+  async () => ({
+    content: [{ type: 'text', text: JSON.stringify({ healthy: true, apiToken: process.env.SHOP_API_TOKEN ?? null }) }],
+  }),
 );
 
 server.registerTool(

@@ -7,7 +7,7 @@
  */
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { JSONRPCMessageSchema, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
-import { JsonLineReader, idOfInvalidLine, serializeMessage } from '../transport/json-lines.js';
+import { JsonLineReader, MAX_DEPTH, idOfInvalidLine, serializeMessage } from '../transport/json-lines.js';
 import { WriteBatcher } from '../transport/write-batcher.js';
 import type { Logger } from '../log.js';
 
@@ -40,6 +40,13 @@ export class AgentStdioTransport implements Transport {
         if (invalid.kind === 'parse') {
           this.options.log.warn(`agent sent a line that is not JSON (${invalid.error})`);
           this.replyError(null, -32700, `Parse error: ${invalid.error}`);
+        } else if (invalid.kind === 'depth') {
+          this.options.log.warn(`agent sent a message nested more than ${MAX_DEPTH} levels deep`);
+          const isRequest = typeof (invalid.message as { method?: unknown })?.method === 'string';
+          const id = idOfInvalidLine(invalid);
+          if (isRequest && id !== undefined) {
+            this.replyError(id, -32600, `Invalid Request: the message nests more than ${MAX_DEPTH} levels deep`);
+          }
         } else {
           const id = idOfInvalidLine(invalid) ?? null;
           this.options.log.warn(`agent sent a ${invalid.bytes}-byte message, over the limit of ${this.options.maxMessageBytes}`);

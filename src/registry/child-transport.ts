@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { JsonLineReader, idOfInvalidLine, serializeMessage, type InvalidLine } from '../transport/json-lines.js';
+import { JsonLineReader, MAX_DEPTH, idOfInvalidLine, serializeMessage, type InvalidLine } from '../transport/json-lines.js';
 import { WriteBatcher } from '../transport/write-batcher.js';
 
 export interface ChildSpawnOptions {
@@ -201,18 +201,19 @@ export class ChildProcessTransport implements Transport {
 
   private handleInvalid(invalid: InvalidLine): void {
     this.options.onInvalidLine(invalid);
-    // Fail the request an oversized reply belonged to now, rather than at its timeout. Only for a
+    // Fail the request an unusable reply belonged to now, rather than at its timeout. Only for a
     // line that is a response (top-level "result"/"error" before any nested object).
-    if (invalid.kind !== 'oversize' || !/^\s*\{[^{]*"(?:result|error)"\s*:/.test(invalid.prefix)) return;
+    if (invalid.kind === 'parse') return;
+    const isResponse =
+      invalid.kind === 'depth'
+        ? typeof invalid.message === 'object' && invalid.message !== null && !('method' in invalid.message)
+        : /^\s*\{[^{]*"(?:result|error)"\s*:/.test(invalid.prefix);
     const id = idOfInvalidLine(invalid);
-    if (id === undefined) return;
-    this.onmessage?.({
-      jsonrpc: '2.0',
-      id,
-      error: {
-        code: -32603,
-        message: `the server's reply was ${invalid.bytes} bytes, over the gateway's limit of ${this.options.maxMessageBytes} (limits.maxMessageBytes)`,
-      },
-    });
+    if (!isResponse || id === undefined) return;
+    const message =
+      invalid.kind === 'oversize'
+        ? `the server's reply was ${invalid.bytes} bytes, over the gateway's limit of ${this.options.maxMessageBytes} (limits.maxMessageBytes)`
+        : `the server's reply nests more than ${MAX_DEPTH} levels deep`;
+    this.onmessage?.({ jsonrpc: '2.0', id, error: { code: -32603, message } });
   }
 }

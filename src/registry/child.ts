@@ -260,7 +260,9 @@ export class ChildServer {
         this.log.warn(
           invalid.kind === 'oversize'
             ? `skipped a ${invalid.bytes}-byte message over the limit of ${this.options.maxMessageBytes} bytes`
-            : `skipped a stdout line that is not JSON: ${JSON.stringify(invalid.prefix.slice(0, 120))}`,
+            : invalid.kind === 'depth'
+              ? 'skipped a message nested too deeply to relay'
+              : `skipped a stdout line that is not JSON: ${JSON.stringify(invalid.prefix.slice(0, 120))}`,
         ),
     });
     const client = new Client(this.options.clientInfo, { capabilities: this.capabilities });

@@ -16,7 +16,15 @@ const PREFIX_BYTES = 512;
 
 export type InvalidLine =
   | { readonly kind: 'parse'; readonly prefix: string; readonly tail: string; readonly error: string }
-  | { readonly kind: 'oversize'; readonly prefix: string; readonly tail: string; readonly bytes: number };
+  | { readonly kind: 'oversize'; readonly prefix: string; readonly tail: string; readonly bytes: number }
+  | { readonly kind: 'depth'; readonly prefix: string; readonly tail: string; readonly message: unknown };
+
+/**
+ * How deeply a message may nest. JSON.parse accepts any depth, but JSON.stringify (which sends
+ * every message on, and writes the audit row) overflows the stack at a few thousand levels: a
+ * deeper message could not be relayed or recorded, so it is refused where it arrives.
+ */
+export const MAX_DEPTH = 128;
 
 export interface JsonLineHandlers {
   /** A line that parsed as JSON (not yet checked to be JSON-RPC). */
@@ -34,6 +42,7 @@ export class JsonLineReader {
   constructor(
     private readonly maxLineBytes: number,
     private readonly handlers: JsonLineHandlers,
+    private readonly maxDepth = MAX_DEPTH,
   ) {}
 
   /** Feeds a chunk read from the stream; calls the handlers for every complete line in it. */
@@ -96,8 +105,27 @@ export class JsonLineReader {
       });
       return;
     }
+    // A message can nest no deeper than half its length: short lines need no walk.
+    if (text.length > 2 * this.maxDepth && depthExceeds(message, this.maxDepth)) {
+      this.handlers.onInvalid({ kind: 'depth', prefix: text.slice(0, PREFIX_BYTES), tail: text.slice(-PREFIX_BYTES), message });
+      return;
+    }
     this.handlers.onMessage(message);
   }
+}
+
+/** Whether `value` nests more than `max` levels of arrays/objects (iterative: no recursion). */
+export function depthExceeds(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d >= max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
+    }
+  }
+  return false;
 }
 
 function lastBytes(buf: Buffer): Buffer {
@@ -114,6 +142,10 @@ const ID_AT_START = new RegExp(String.raw`^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,
  * waiting for a timeout. Only top-level positions are read, never an "id" nested in params.
  */
 export function idOfInvalidLine(invalid: InvalidLine): string | number | undefined {
+  if (invalid.kind === 'depth') {
+    const id = (invalid.message as { id?: unknown } | null)?.id;
+    return typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id)) ? id : undefined;
+  }
   const m = ID_AT_END.exec(invalid.tail) ?? ID_AT_START.exec(invalid.prefix);
   if (!m) return undefined;
   try {
