@@ -9,6 +9,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type GatewayConfig } from './schema.js';
 import { formatPath, interpolate, UnsetVariableError } from './interpolate.js';
+import { PolicyEngine } from '../policy/engine.js';
 
 export class ConfigError extends Error {
   readonly exitCode = 2;
@@ -84,7 +85,17 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   const parsed = configSchema.safeParse(interpolated);
   if (!parsed.success) throw new ConfigError(file, ...describeIssue(parsed.error));
-  return { file, dir, config: deepFreeze(resolvePaths(parsed.data, dir)) };
+  const config = deepFreeze(resolvePaths(parsed.data, dir));
+  // Compiling the policies is the last check: whatever the engine cannot compile (an unknown
+  // template, a pattern it rejects) is a config error here, with its path, not a failed start.
+  try {
+    new PolicyEngine(config.policies);
+  } catch (err) {
+    const message = (err as Error).message;
+    const at = message.indexOf(': ');
+    throw new ConfigError(file, at > 0 ? message.slice(0, at) : 'policies', at > 0 ? message.slice(at + 2) : message);
+  }
+  return { file, dir, config };
 }
 
 function describeIssue(error: z.ZodError): [string, string] {

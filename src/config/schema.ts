@@ -4,6 +4,7 @@
  * drop a policy or a limit.
  */
 import { z } from 'zod';
+import { globProblem } from './glob.js';
 
 /** Numbers may arrive as strings after `${VAR}` interpolation ("60000"). */
 const num = (schema: z.ZodNumber) =>
@@ -22,6 +23,11 @@ const serverId = z
   .refine((id) => id !== GATEWAY_SERVER_ID, `"${GATEWAY_SERVER_ID}" is reserved for the gateway's own tools`);
 
 const nonEmpty = z.string().min(1, 'must not be empty');
+/** A glob (see glob.ts); an invalid one is a config error here, not a surprise at startup. */
+const glob = z.string().superRefine((g, ctx) => {
+  const problem = globProblem(g);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 /** An ISO 8601 date-time; YAML may hand us a Date already. */
 const dateTime = z.preprocess(
   (v) => (v instanceof Date ? v.toISOString() : v),
@@ -39,7 +45,7 @@ const restartSchema = z
 
 const pricingSchema = z.strictObject({
   perCall: num(z.number().min(0)).default(0),
-  tools: z.record(z.string(), num(z.number().min(0))).default({}),
+  tools: z.record(glob, num(z.number().min(0))).default({}),
 });
 
 export const serverSchema = z.strictObject({
@@ -136,7 +142,7 @@ const conditionSchema = z
     /** A list, or a template that resolves to one: `in: "${consumer.roles}"`. */
     in: z.union([z.array(z.unknown()), z.string()]).optional(),
     notIn: z.union([z.array(z.unknown()), z.string()]).optional(),
-    glob: z.string().optional(),
+    glob: glob.optional(),
     regex: z.string().optional(),
     lt: num(z.number()).optional(),
     lte: num(z.number()).optional(),
@@ -150,8 +156,9 @@ const conditionSchema = z
     if (ops.length === 0) ctx.addIssue({ code: 'custom', message: 'give at least one operator (eq, ne, in, notIn, glob, regex, lt, lte, gt, gte, exists, maxLength)' });
     if (c.regex !== undefined) {
       try {
-        // Templates (${consumer.id}) are filled in per call; check the pattern around them.
-        new RegExp(c.regex.replace(/\$\{[^}]*\}/g, 'x'), 'u');
+        // Templates (${consumer.id}) are filled in per call; check the pattern around them,
+        // anchored as the engine anchors it.
+        new RegExp(`^(?:${c.regex.replace(/\$\{[^}]*\}/g, 'x')})$`, 'u');
       } catch (err) {
         ctx.addIssue({ code: 'custom', path: ['regex'], message: `is not a valid regular expression: ${(err as Error).message}` });
       }
@@ -160,10 +167,10 @@ const conditionSchema = z
 
 const ruleSchema = z
   .strictObject({
-    server: nonEmpty.optional(),
-    tool: nonEmpty.optional(),
-    prompt: nonEmpty.optional(),
-    resource: nonEmpty.optional(),
+    server: glob.optional(),
+    tool: glob.optional(),
+    prompt: glob.optional(),
+    resource: glob.optional(),
     action: z.enum(['allow', 'deny', 'forbid']),
     when: z
       .record(
@@ -184,8 +191,8 @@ export const policySchema = z.strictObject({
 });
 
 const rateRuleSchema = z.strictObject({
-  server: nonEmpty.optional(),
-  tool: nonEmpty.optional(),
+  server: glob.optional(),
+  tool: glob.optional(),
   roles: z.array(nonEmpty).optional(),
   perMinute: num(z.number().positive()),
   burst: num(z.number().positive()).optional(),

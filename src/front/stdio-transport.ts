@@ -108,7 +108,7 @@ export class AgentStdioTransport implements Transport {
     }
     const obj = (typeof message === 'object' && message !== null ? message : {}) as Record<string, unknown>;
     const id = obj['id'];
-    const validId = typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id)) ? (id as RequestId) : null;
+    const validId = typeof id === 'string' || (typeof id === 'number' && Number.isSafeInteger(id)) ? (id as RequestId) : null;
     if ('method' in obj || validId === null) {
       // A request we cannot read (or a message with no usable id): say so, as JSON-RPC asks.
       if (!('method' in obj) && 'id' in obj && ('result' in obj || 'error' in obj)) return; // a broken response: no reply is due
@@ -139,12 +139,12 @@ function isWellFormed(m: unknown): boolean {
     if (meta !== undefined) {
       if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return false;
       const token = (meta as Record<string, unknown>)['progressToken'];
-      if (token !== undefined && typeof token !== 'string' && !(typeof token === 'number' && Number.isInteger(token))) return false;
+      if (token !== undefined && typeof token !== 'string' && !(typeof token === 'number' && Number.isSafeInteger(token))) return false;
     }
   }
   const id = o['id'];
   const hasId = id !== undefined;
-  if (hasId && typeof id !== 'string' && !(typeof id === 'number' && Number.isInteger(id))) return false;
+  if (hasId && typeof id !== 'string' && !(typeof id === 'number' && Number.isSafeInteger(id))) return false;
   let keys = 2; // jsonrpc + method|result|error
   if (hasId) keys++;
   if (params !== undefined) keys++;

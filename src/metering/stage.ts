@@ -3,7 +3,7 @@
  * with the price of calls that reached a server (`pricing`). The recorder sums them in memory and
  * writes them within a second.
  */
-import picomatch from 'picomatch';
+import { compileGlob } from '../config/glob.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { CallContext } from '../pipeline/context.js';
 import type { Stage } from '../pipeline/compose.js';
@@ -19,7 +19,7 @@ export function pricer(servers: readonly ServerConfig[]): (server: string, tool:
       s.id,
       {
         perCall: s.pricing?.perCall ?? 0,
-        tools: Object.entries(s.pricing?.tools ?? {}).map(([glob, price]) => [picomatch(glob, { dot: true }), price] as const),
+        tools: Object.entries(s.pricing?.tools ?? {}).map(([glob, price]) => [compileGlob(glob), price] as const),
       },
     ]),
   );

@@ -11,6 +11,7 @@
  * condition false, never true (only `exists: false` is true for a missing value).
  */
 import picomatch from 'picomatch';
+import { GLOB_OPTIONS, compileGlob, type Matcher } from '../config/glob.js';
 import type { ConditionConfig, RuleConfig } from '../config/schema.js';
 import type { Identity } from '../identity/identity.js';
 
@@ -18,23 +19,8 @@ import type { Identity } from '../identity/identity.js';
 export const MISSING: unique symbol = Symbol('missing');
 type Missing = typeof MISSING;
 
-/** A compiled string test (glob or regex). */
-export type Matcher = (input: string) => boolean;
-
-/**
- * picomatch options for every glob of the policy engine. `windows: false` keeps matching the same on
- * every host (a backslash is an escape, never a separator); `debug: true` makes picomatch throw on a
- * glob it cannot compile instead of silently returning a never-matching regex.
- */
-const GLOB_OPTIONS: picomatch.PicomatchOptions = Object.freeze({ dot: true, windows: false, debug: true });
-
-/** Compiles a picomatch glob (`dot: true`) into a matcher; throws on an invalid glob. */
-export function compileGlob(glob: string): Matcher {
-  const re = picomatch.makeRe(glob, GLOB_OPTIONS);
-  // Same test as picomatch's own matcher (exact text first, empty input never matches), without
-  // the result object it allocates per call.
-  return (input) => input === glob || (input !== '' && re.test(input));
-}
+export type { Matcher } from '../config/glob.js';
+export { compileGlob } from '../config/glob.js';
 
 // ---------------------------------------------------------------------------------------------
 // Paths

@@ -3,7 +3,7 @@
  * or the key's own limit), plus one for every matching rule, per consumer, key or globally. A
  * request needs a token from every bucket it matches; it takes them all or none.
  */
-import picomatch from 'picomatch';
+import { compileGlob } from '../config/glob.js';
 import type { RateLimitConfig } from '../config/schema.js';
 import type { Identity } from '../identity/identity.js';
 import type { Target } from '../policy/types.js';
@@ -38,7 +38,7 @@ export class RateLimiter {
     private readonly config: RateLimitConfig,
     private readonly now: () => number = () => performance.now(),
   ) {
-    const glob = (g: string | undefined) => (g === undefined ? null : picomatch(g, { dot: true }));
+    const glob = (g: string | undefined) => (g === undefined ? null : compileGlob(g));
     this.rules = config.rules.map((r, index) => ({
       index,
       server: glob(r.server),

@@ -144,7 +144,7 @@ const ID_AT_START = new RegExp(String.raw`^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,
 export function idOfInvalidLine(invalid: InvalidLine): string | number | undefined {
   if (invalid.kind === 'depth') {
     const id = (invalid.message as { id?: unknown } | null)?.id;
-    return typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id)) ? id : undefined;
+    return typeof id === 'string' || (typeof id === 'number' && Number.isSafeInteger(id)) ? id : undefined;
   }
   const m = ID_AT_END.exec(invalid.tail) ?? ID_AT_START.exec(invalid.prefix);
   if (!m) return undefined;
