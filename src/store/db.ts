@@ -4,7 +4,7 @@
  * writers queue instead of failing. The schema is versioned with `PRAGMA user_version`.
  */
 import Database from 'better-sqlite3';
-import { existsSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 export type Db = Database.Database;
@@ -104,9 +104,13 @@ export function openDatabase(file: string, options: OpenOptions = {}): Db {
     const dir = path.dirname(file);
     if (!existsSync(dir)) throw new StoreError(file, `folder ${dir} does not exist`);
   }
+  const isNew = file !== ':memory:' && !existsSync(file);
   let db: Db;
   try {
     db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false, timeout: 10_000 });
+    // Keys, audited arguments and usage: readable and writable by the gateway's user only.
+    // SQLite gives the -wal and -shm files the database file's mode.
+    if (isNew) chmodSync(file, 0o600);
   } catch (err) {
     throw new StoreError(file, `cannot be opened (${(err as Error).message})`);
   }
