@@ -5,7 +5,8 @@
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { audit } from './audit/stage.js';
 import { AuditStore } from './audit/store.js';
-import type { LoadedConfig } from './config/load.js';
+import { ConfigError, type LoadedConfig } from './config/load.js';
+import { JwtVerifier } from './identity/jwt.js';
 import { Front } from './front/server.js';
 import { gatewayToolIndex, type GatewayTool } from './front/gateway-tools.js';
 import { GatewayError } from './errors.js';
@@ -75,10 +76,17 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
   const redactor = new Redactor([...secrets.values, ...credentialSecret(env)]);
   logger.setRedactor?.(redactor);
 
+  // Built now, so an unusable public key stops the start with a config error, whatever the credential.
+  let jwtVerifier: JwtVerifier | undefined;
+  try {
+    jwtVerifier = config.auth.jwt ? new JwtVerifier(config.auth.jwt) : undefined;
+  } catch (err) {
+    throw new ConfigError(loaded.file, 'auth.jwt.publicKey', (err as Error).message);
+  }
   const db = openDatabase(config.database);
   try {
     const keys = new KeyStore(db);
-    const session = authenticate(config, keys, env).then((auth) => {
+    const session = authenticate(config, keys, env, jwtVerifier).then((auth) => {
       const id = auth.identity;
       logger.info(
         `mcp-gateway ${VERSION}: ${id.method} caller "${id.consumerId}"${id.keyId ? ` (key ${id.keyId})` : ''}, roles [${id.roles.join(', ')}], config ${loaded.file}`,

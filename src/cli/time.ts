@@ -23,7 +23,11 @@ export function parseInstant(text: string, option: string, now = Date.now()): st
 
 /** A time in the future: a duration from now (`90d`) or an ISO date. */
 export function parseExpiry(text: string, option: string, now = Date.now()): string {
-  if (/^\d+(?:\.\d+)?\s*[smhdw]$/.test(text.trim())) return new Date(now + parseDuration(text, option)).toISOString();
+  if (/^\d+(?:\.\d+)?\s*[smhdw]$/.test(text.trim())) {
+    const ms = parseDuration(text, option);
+    if (ms <= 0) throw usageError(`${option}: ${text} is not in the future`);
+    return new Date(now + ms).toISOString();
+  }
   const t = Date.parse(text);
   if (Number.isNaN(t)) throw usageError(`${option}: "${text}" is not a date or a duration (e.g. 90d or 2027-06-30)`);
   if (t <= now) throw usageError(`${option}: ${text} is in the past`);

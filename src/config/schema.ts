@@ -67,12 +67,13 @@ export const serverSchema = z.strictObject({
 
 const rateSchema = z.strictObject({
   perMinute: num(z.number().positive()),
-  burst: num(z.number().positive()).optional(),
+  burst: num(z.number().min(1, 'must be at least 1 (a bucket smaller than one call admits nothing)')).optional(),
 });
 
 const staticKeySchema = z
   .strictObject({
-    id: z.string().regex(/^[A-Za-z0-9]{1,32}$/, 'must be 1-32 letters or digits (it is the keyId in gw_<keyId>_<secret>)'),
+    // 25 at most: gw_<id>_<43-character secret> must fit the 72 bytes bcrypt reads.
+    id: z.string().regex(/^[A-Za-z0-9]{1,25}$/, 'must be 1-25 letters or digits (it is the keyId in gw_<keyId>_<secret>)'),
     name: z.string().optional(),
     consumerId: nonEmpty,
     roles: z.array(nonEmpty).default([]),
@@ -195,7 +196,7 @@ const rateRuleSchema = z.strictObject({
   tool: glob.optional(),
   roles: z.array(nonEmpty).optional(),
   perMinute: num(z.number().positive()),
-  burst: num(z.number().positive()).optional(),
+  burst: num(z.number().min(1, 'must be at least 1 (a bucket smaller than one call admits nothing)')).optional(),
   per: z.enum(['consumer', 'key', 'global']).default('consumer'),
 });
 
@@ -203,7 +204,7 @@ const rateLimitSchema = z
   .strictObject({
     enabled: bool().default(true),
     defaultPerMinute: num(z.number().positive()).default(60),
-    burst: num(z.number().positive()).optional(),
+    burst: num(z.number().min(1, 'must be at least 1 (a bucket smaller than one call admits nothing)')).optional(),
     rules: z.array(rateRuleSchema).default([]),
   })
   .prefault({});

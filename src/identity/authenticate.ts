@@ -15,7 +15,12 @@ export const API_KEY_ENV = 'MCP_GATEWAY_API_KEY';
 export const TOKEN_ENV = 'MCP_GATEWAY_TOKEN';
 
 /** The credential was missing or not accepted; `message` is one line that says what to set. */
-export class AuthError extends Error {}
+export class AuthError extends Error {
+  constructor(message: string) {
+    // `serve` prints it as its one line on stderr, whatever a library put in the text.
+    super(message.replace(/\s*[\r\n]+\s*/g, ' ').trim());
+  }
+}
 
 export interface Authenticated {
   readonly identity: Identity;

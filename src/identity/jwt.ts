@@ -11,6 +11,9 @@ import type { Identity } from './identity.js';
 
 export class JwtError extends Error {}
 
+/** `auth.jwt.publicKey` cannot be used; the message says why (the caller adds file and path). */
+export class JwtConfigError extends Error {}
+
 export interface JwtVerifierOptions {
   /** Minimum time between two JWKS fetches caused by unknown `kid`s (jose's cooldown). */
   readonly jwksCooldownMs?: number;
@@ -25,8 +28,15 @@ export class JwtVerifier {
   ) {
     if (config.secret !== undefined) this.key = new TextEncoder().encode(config.secret);
     else if (config.publicKey !== undefined) {
-      const pem = config.publicKey.includes('-----BEGIN') ? config.publicKey : readFileSync(config.publicKey, 'utf8');
-      this.key = createPublicKey(pem);
+      const inline = config.publicKey.includes('-----BEGIN');
+      try {
+        this.key = createPublicKey(inline ? config.publicKey : readFileSync(config.publicKey, 'utf8'));
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new JwtConfigError(
+          e.code === 'ENOENT' ? `no such file ${config.publicKey}` : `is not a usable public key (${e.message.split('\n')[0]})`,
+        );
+      }
     } else {
       this.key = createRemoteJWKSet(new URL(config.jwksUri!), {
         cooldownDuration: options.jwksCooldownMs ?? 30_000,

@@ -18,6 +18,13 @@ export class KeyAdminError extends Error {}
 
 /** Creates a key; its id never collides with a static key of the config or an existing key. */
 export function issueKey(store: KeyStore, config: GatewayConfig, spec: NewKey, rotatedFrom: string | null = null): { record: KeyRecord; key: string } {
+  const fresh = prepareKey(store, config, spec, rotatedFrom);
+  store.insert(fresh.record);
+  return fresh;
+}
+
+/** A new key and its record, not yet stored. bcrypt runs here, outside any database transaction. */
+function prepareKey(store: KeyStore, config: GatewayConfig, spec: NewKey, rotatedFrom: string | null): { record: KeyRecord; key: string } {
   const staticIds = new Set(config.auth.apiKeys.static.map((k) => k.id));
   let generated = generateKey();
   while (staticIds.has(generated.keyId) || store.get(generated.keyId)) generated = generateKey();
@@ -35,20 +42,33 @@ export function issueKey(store: KeyStore, config: GatewayConfig, spec: NewKey, r
     rateBurst: null,
     rotatedFrom,
   };
-  store.insert(record);
   return { record, key: generated.key };
 }
 
-/** A new key with the old one's consumer, roles, limit and expiry; the old key is revoked. */
+/**
+ * A new key with the old one's consumer, roles, limit and expiry; the old key is revoked. An
+ * expired key is not rotated: its replacement would be born expired (create a new one instead).
+ */
 export function rotateKey(store: KeyStore, config: GatewayConfig, keyId: string): { record: KeyRecord; key: string; old: KeyRecord } {
-  const old = store.get(keyId);
-  if (!old) {
-    const isStatic = config.auth.apiKeys.static.some((k) => k.id === keyId);
-    throw new KeyAdminError(isStatic ? `key ${keyId} is defined in the config: change it there` : `no key ${keyId}`);
-  }
-  if (old.revokedAt) throw new KeyAdminError(`key ${keyId} was revoked at ${old.revokedAt}; create a new one instead`);
+  const rotatable = (key: KeyRecord | undefined): KeyRecord => {
+    if (!key) {
+      const isStatic = config.auth.apiKeys.static.some((k) => k.id === keyId);
+      throw new KeyAdminError(isStatic ? `key ${keyId} is defined in the config: change it there` : `no key ${keyId}`);
+    }
+    if (key.revokedAt) throw new KeyAdminError(`key ${keyId} was revoked at ${key.revokedAt}; create a new one instead`);
+    if (key.expiresAt && Date.parse(key.expiresAt) <= Date.now()) {
+      throw new KeyAdminError(`key ${keyId} expired at ${key.expiresAt}; create a new one instead`);
+    }
+    return key;
+  };
+  const old = rotatable(store.get(keyId));
+  // bcrypt (a quarter of a second) runs before the write lock is taken: gateways sharing the
+  // database keep writing their audit rows meanwhile.
+  const fresh = prepareKey(store, config, { ...old, ratePerMinute: old.ratePerMinute }, old.id);
   return store.transaction(() => {
-    const fresh = issueKey(store, config, { ...old, ratePerMinute: old.ratePerMinute }, old.id);
+    // Checked again under the lock: two rotations at once must not both succeed.
+    rotatable(store.get(keyId));
+    store.insert(fresh.record);
     store.revoke(old.id, new Date().toISOString());
     return { ...fresh, old };
   });

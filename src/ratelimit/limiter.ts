@@ -86,7 +86,10 @@ export class RateLimiter {
     return { ok: true };
   }
 
-  private bucket(id: string, perMinute: number, burst: number, now: number): TokenBucket {
+  private bucket(id: string, perMinute: number, configuredBurst: number, now: number): TokenBucket {
+    // A call takes a whole token: a bucket smaller than one would refuse every call forever while
+    // promising a retry (`burst: 0.5` passes the schema's "positive").
+    const burst = Math.max(1, configuredBurst);
     let bucket = this.buckets.get(id);
     if (!bucket || bucket.perMinute !== perMinute || bucket.burst !== burst) {
       bucket = new TokenBucket(perMinute, burst, now);

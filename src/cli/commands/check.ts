@@ -11,6 +11,7 @@ import { gatewaySecrets } from '../../secrets/secrets.js';
 import { Redactor } from '../../secrets/redactor.js';
 import { openDatabase } from '../../store/db.js';
 import { PolicyEngine } from '../../policy/index.js';
+import { JwtVerifier } from '../../identity/jwt.js';
 import { VERSION } from '../../version.js';
 import { CliError, checkFailed } from '../errors.js';
 import { printJson } from '../output.js';
@@ -22,6 +23,7 @@ export async function check(options: { config?: string; json?: boolean }): Promi
   try {
     secrets = gatewaySecrets(config, process.env);
     new PolicyEngine(config.policies);
+    if (config.auth.jwt) new JwtVerifier(config.auth.jwt);
   } catch (err) {
     throw new CliError(`${loaded.file}: ${(err as Error).message}`, 2);
   }

@@ -122,18 +122,24 @@ function describe(k: KeyRecord, now: number) {
   };
 }
 
+/**
+ * The key is printed exactly once (design §11), in the line to paste into the agent's environment;
+ * the Claude Desktop entry around it is shown with a placeholder, so the secret does not land in
+ * the terminal's scrollback three times.
+ */
 function printNewKey(record: KeyRecord, key: string, configFile: string, json: boolean | undefined): void {
   if (json) {
     printJson({ key, ...describe(record, Date.now()) });
     return;
   }
+  const placeholder = '<the key above>';
   process.stdout.write(
     `key ${record.id} for consumer "${record.consumerId}", roles ${record.roles.join(',')}` +
       (record.expiresAt ? `, expires ${record.expiresAt}` : '') +
-      `\n\n  ${key}\n\n` +
-      `This is the only time the key is shown. Give it to the agent as an environment variable:\n\n` +
-      `  ${API_KEY_ENV}=${key}\n\n` +
-      `or in Claude Desktop's claude_desktop_config.json:\n\n` +
-      `${JSON.stringify({ mcpServers: { 'mcp-gateway': claudeEntry(configFile, key) } }, null, 2)}\n`,
+      `\n\n  ${API_KEY_ENV}=${key}\n\n` +
+      `This is the only time the key is shown (only its hash is stored). Give it to the agent in that\n` +
+      `environment variable; for Claude Desktop, add this entry to claude_desktop_config.json with the key\n` +
+      `in place of ${placeholder}:\n\n` +
+      `${JSON.stringify({ mcpServers: { 'mcp-gateway': claudeEntry(configFile, placeholder) } }, null, 2)}\n`,
   );
 }

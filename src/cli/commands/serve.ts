@@ -54,13 +54,14 @@ export async function serve(options: { config?: string }): Promise<void> {
   process.on('unhandledRejection', (err) => logger.error(`unhandled rejection: ${(err as Error)?.stack ?? String(err)}`));
 
   gateway.session.catch((err: unknown) => {
-    const message = err instanceof AuthError ? err.message : `could not verify the credential: ${(err as Error).message}`;
-    process.stderr.write(`mcp-gateway: ${message}\n`);
+    const reason = err instanceof AuthError ? err.message : `could not verify the credential: ${(err as Error).message}`;
+    // One line: the reason is what a user sees in Claude Desktop's log.
+    process.stderr.write(`mcp-gateway: ${reason.replace(/\s*\n\s*/g, ' ')}\n`);
     void stop('not authenticated', 1);
   });
 
   const transport = new AgentStdioTransport({ maxMessageBytes: loaded.config.limits.maxMessageBytes, log: logger.scoped('stdio') });
   gateway.front.server.onclose = () => void stop('stdin closed', 0);
   await gateway.connect(transport);
-  logger.info(`listening on stdio, ${gateway.registry.all().length} server(s) configured`);
+  if (!stopping) logger.info(`listening on stdio, ${gateway.registry.all().length} server(s) configured`);
 }
