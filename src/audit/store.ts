@@ -70,7 +70,7 @@ export class AuditStore {
     let prev = last?.hash ?? GENESIS_HASH;
     for (const draft of drafts) {
       seq++;
-      const columns: AuditColumns = { seq, ...draft };
+      const columns: AuditColumns = { seq, ...wellFormed(draft) };
       const hash = this.chain.hashChain ? rowHash(prev, columns, this.chain.hmacKey) : '';
       this.insertStmt.run({ ...columns, prev_hash: this.chain.hashChain ? prev : '', hash });
       prev = hash;
@@ -81,4 +81,17 @@ export class AuditStore {
   head(): { seq: number; hash: string } | null {
     return this.lastStmt.get() ?? null;
   }
+}
+
+/**
+ * The row as SQLite will store it: a lone UTF-16 surrogate (an agent can send one in any string)
+ * cannot be stored as UTF-8 and would read back changed, so the hash would not match an untouched
+ * row. Such text is made well-formed (U+FFFD) before it is hashed and stored.
+ */
+function wellFormed(draft: AuditDraft): AuditDraft {
+  let out: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(draft)) {
+    if (typeof v === 'string' && !v.isWellFormed()) (out ??= { ...draft })[k] = v.toWellFormed();
+  }
+  return (out as AuditDraft | undefined) ?? draft;
 }

@@ -13,6 +13,8 @@ import { check } from './commands/check.js';
 import { serversList } from './commands/servers.js';
 import { claudeConfig } from './commands/claude-config.js';
 import { keysCreate, keysHash, keysList, keysRevoke, keysRotate } from './commands/keys.js';
+import { auditExportCommand, auditHeadCommand, auditLogCommand, auditStatsCommand, auditVerifyCommand } from './commands/audit.js';
+import { usageCommand } from './commands/usage.js';
 
 const configOption = () =>
   new Option('-c, --config <file>', 'gateway.yaml to use (default: $MCP_GATEWAY_CONFIG, else ./gateway.yaml)');
@@ -91,6 +93,62 @@ export function buildProgram(): Command {
     .command('hash')
     .description('read a key on stdin and print its bcrypt hash, for `auth.apiKeys.static[].hash`')
     .action(keysHash);
+
+  const timeOptions = (cmd: Command) =>
+    cmd
+      .option('--since <time>', 'from this time on: an ISO date (2026-11-01) or a duration ago (24h, 7d)')
+      .option('--until <time>', 'before this time: an ISO date or a duration ago');
+  const audit = program.command('audit').description('the tamper-evident audit log (read-only: these commands never write the database)');
+  timeOptions(
+    audit
+      .command('log')
+      .description('list recorded requests, newest first')
+      .option('-n, --limit <n>', 'most rows to show', '50')
+      .option('--consumer <consumerId>', 'only this consumer')
+      .option('--server <serverId>', 'only this server ("gateway" for its own tools)')
+      .option('--tool <name>', "only this tool or prompt (the server's own name) or resource URI")
+      .option('--status <status>', 'only this outcome: ok, error, denied, rate_limited, unauthenticated, invalid, timeout, unavailable, cancelled'),
+  )
+    .addOption(configOption())
+    .addOption(jsonOption())
+    .action(auditLogCommand);
+  timeOptions(audit.command('stats').description('counts by status, server and consumer, and latency percentiles'))
+    .addOption(configOption())
+    .addOption(jsonOption())
+    .action(auditStatsCommand);
+  audit
+    .command('verify')
+    .description('recompute the hash chain; exit 1 naming the first bad seq and why (HMAC key from audit.hmacKeyEnv)')
+    .option('--anchor <seq:hash>', 'also prove the log still holds this entry (an earlier `audit head`)')
+    .addOption(configOption())
+    .addOption(jsonOption())
+    .action(auditVerifyCommand);
+  audit
+    .command('head')
+    .description('print the last entry as seq:hash; keep it elsewhere to anchor later verifications')
+    .addOption(configOption())
+    .addOption(jsonOption())
+    .action(auditHeadCommand);
+  timeOptions(
+    audit
+      .command('export')
+      .description('write the log as JSON Lines or CSV, every column exactly as stored (to stdout unless --out)')
+      .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
+      .option('-o, --out <file>', 'write to this file instead of stdout'),
+  )
+    .addOption(configOption())
+    .action(auditExportCommand);
+
+  timeOptions(
+    program
+      .command('usage')
+      .description('calls, errors, refusals, latency and cost, per consumer, server or tool (whole UTC hours)')
+      .argument('[consumerId]', 'only this consumer')
+      .addOption(new Option('--by <group>', 'group rows by').choices(['consumer', 'server', 'tool']).default('consumer')),
+  )
+    .addOption(configOption())
+    .addOption(jsonOption())
+    .action(usageCommand);
 
   return program;
 }

@@ -16,11 +16,15 @@ export class UnsetVariableError extends Error {
 
 const REFERENCE = /\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
+/** Whether an unset variable at this path may be read as empty (commands that start no server). */
+export type TolerateUnset = (path: readonly (string | number)[]) => boolean;
+
 export function interpolateString(
   value: string,
   env: NodeJS.ProcessEnv,
   path: (string | number)[],
   used?: Map<string, string>,
+  tolerate?: TolerateUnset,
 ): string {
   if (!value.includes('${')) return value;
   return value.replace(REFERENCE, (whole, escape: string, name: string, fallback: string | undefined) => {
@@ -31,6 +35,7 @@ export function interpolateString(
       return found;
     }
     if (fallback !== undefined) return fallback;
+    if (tolerate?.(path)) return '';
     throw new UnsetVariableError(name, path);
   });
 }
@@ -44,12 +49,13 @@ export function interpolate(
   env: NodeJS.ProcessEnv,
   path: (string | number)[] = [],
   used?: Map<string, string>,
+  tolerate?: TolerateUnset,
 ): unknown {
-  if (typeof node === 'string') return interpolateString(node, env, path, used);
-  if (Array.isArray(node)) return node.map((item, i) => interpolate(item, env, [...path, i], used));
+  if (typeof node === 'string') return interpolateString(node, env, path, used, tolerate);
+  if (Array.isArray(node)) return node.map((item, i) => interpolate(item, env, [...path, i], used, tolerate));
   if (node !== null && typeof node === 'object' && !(node instanceof Date)) {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(node)) out[k] = interpolate(v, env, [...path, k], used);
+    for (const [k, v] of Object.entries(node)) out[k] = interpolate(v, env, [...path, k], used, tolerate);
     return out;
   }
   return node;

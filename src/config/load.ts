@@ -33,10 +33,25 @@ export interface LoadedConfig {
 
 /** `--config`, else `MCP_GATEWAY_CONFIG`, else `./gateway.yaml` (design §2). */
 export function findConfigFile(explicit: string | undefined, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string {
-  return path.resolve(cwd, explicit ?? env['MCP_GATEWAY_CONFIG'] ?? 'gateway.yaml');
+  // An empty MCP_GATEWAY_CONFIG (`MCP_GATEWAY_CONFIG= mcp-gateway serve`) counts as unset.
+  return path.resolve(cwd, explicit ?? (env['MCP_GATEWAY_CONFIG'] || undefined) ?? 'gateway.yaml');
 }
 
-export function loadConfig(explicit?: string, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): LoadedConfig {
+export interface LoadOptions {
+  /**
+   * For commands that start no server (audit, usage, keys, listings): a `${VAR}` under `servers`
+   * that is unset reads as empty, so an auditor needs the database and audit key, not every
+   * server's secrets. `serve` and `check` load strictly.
+   */
+  readonly withoutServerSecrets?: boolean;
+}
+
+export function loadConfig(
+  explicit?: string,
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+  options: LoadOptions = {},
+): LoadedConfig {
   const file = findConfigFile(explicit, env, cwd);
   let text: string;
   try {
@@ -51,11 +66,11 @@ export function loadConfig(explicit?: string, env: NodeJS.ProcessEnv = process.e
           : `cannot be read (${code ?? (err as Error).message})`;
     throw new ConfigError(file, undefined, reason);
   }
-  return parseConfig(text, file, env);
+  return parseConfig(text, file, env, options);
 }
 
 /** Parses config text as if read from `file` (used by `check`, tests and the fuzzers). */
-export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): LoadedConfig {
   const dir = path.dirname(file);
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -77,7 +92,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   let interpolated: unknown;
   try {
-    interpolated = interpolate(raw, env);
+    interpolated = interpolate(raw, env, [], undefined, options.withoutServerSecrets ? (p) => p[0] === 'servers' : undefined);
   } catch (err) {
     if (err instanceof UnsetVariableError) throw new ConfigError(file, formatPath(err.path), err.message);
     throw err;

@@ -17,7 +17,7 @@ export function claudeEntry(configFile: string, key = '<paste the key from `mcp-
 }
 
 export async function claudeConfig(options: { config?: string; name: string }): Promise<void> {
-  const loaded = loadConfig(options.config);
+  const loaded = loadConfig(options.config, process.env, process.cwd(), { withoutServerSecrets: true });
   process.stdout.write(`${JSON.stringify({ mcpServers: { [options.name]: claudeEntry(loaded.file) } }, null, 2)}\n`);
   process.stderr.write(
     'Paste this into claude_desktop_config.json (macOS: ~/Library/Application Support/Claude/, ' +

@@ -16,7 +16,7 @@ interface Common {
 }
 
 function withStore<T>(options: Common, fn: (store: KeyStore, config: ReturnType<typeof loadConfig>) => T): T {
-  const loaded = loadConfig(options.config);
+  const loaded = loadConfig(options.config, process.env, process.cwd(), { withoutServerSecrets: true });
   const db = openDatabase(loaded.config.database);
   try {
     return fn(new KeyStore(db), loaded);

@@ -5,7 +5,7 @@ import { Redactor } from '../../secrets/redactor.js';
 import { printJson, printTable } from '../output.js';
 
 export async function serversList(options: { config?: string; json?: boolean }): Promise<void> {
-  const { config } = loadConfig(options.config);
+  const { config } = loadConfig(options.config, process.env, process.cwd(), { withoutServerSecrets: true });
   let redactor: Redactor;
   try {
     redactor = new Redactor(gatewaySecrets(config, process.env).values);
