@@ -77,13 +77,13 @@ try {
   await client.close();
 
   heading('The operator reads the audit log of the session');
-  process.stdout.write(cli('audit', 'log', '--limit', '20').replace(/^/gm, '   '));
+  process.stdout.write(cli('audit', 'log', '--limit', '20').trimEnd().replace(/^/gm, '   ') + '\n');
 
   heading('…and verifies its hash chain');
-  process.stdout.write(cli('audit', 'verify').replace(/^/gm, '   '));
+  process.stdout.write(cli('audit', 'verify').trimEnd().replace(/^/gm, '   ') + '\n');
 
   heading('Usage and cost per tool');
-  process.stdout.write(cli('usage', '--by', 'tool').replace(/^/gm, '   '));
+  process.stdout.write(cli('usage', '--by', 'tool').trimEnd().replace(/^/gm, '   ') + '\n');
 
   console.log(`\n${bold('Next:')} mcp-gateway init, then keys create and claude-config (see README.md).`);
 } finally {
