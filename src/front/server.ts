@@ -51,6 +51,10 @@ export class Front {
   private readonly expose: GatewayConfig['naming']['expose'];
   private initialized = false;
   private logLevel: LoggingLevel | undefined;
+  /** The level each child connection was last sent (see syncLogLevel). */
+  private readonly levelSent = new WeakMap<object, LoggingLevel>();
+  /** The URIs each child connection is subscribed to (see syncSubscriptions). */
+  private readonly subscribedUris = new WeakMap<object, Set<string>>();
   private readonly subscriptions = new Set<string>();
   private sessionValue: SessionRef | undefined;
   private readonly log: Logger;
@@ -102,6 +106,9 @@ export class Front {
   /** The registry calls this when a child's catalog or availability changed. */
   onCatalogChanged(child: ChildServer): void {
     if (!this.initialized) return;
+    // A child that became ready after the agent's logging/setLevel (lazy, slow, restarted) gets it now.
+    void this.syncLogLevel(child);
+    this.syncSubscriptions(child);
     const notify = (p: Promise<void>) => p.catch((err) => this.log.debug(`list_changed: ${(err as Error).message}`));
     notify(this.server.sendToolListChanged());
     const caps = child.serverCapabilities;
@@ -151,12 +158,16 @@ export class Front {
     return this.server.request(request as never, passthrough, { signal, timeout: 10 * 60_000 });
   }
 
-  /** Capabilities for the child-facing clients: exactly those the agent declared that children use. */
+  /**
+   * Capabilities for the child-facing clients: exactly those the agent declared that the gateway
+   * relays (sampling, elicitation, roots), so a child offers only what the agent can serve. Roots
+   * keep the agent's `listChanged`: the gateway only passes on the agent's roots/list_changed.
+   */
   static childCapabilities(agent: ClientCapabilities | undefined): ClientCapabilities {
     const caps: ClientCapabilities = {};
     if (agent?.sampling) caps.sampling = agent.sampling;
     if (agent?.elicitation) caps.elicitation = agent.elicitation;
-    if (agent?.roots) caps.roots = { listChanged: true };
+    if (agent?.roots) caps.roots = agent.roots;
     return caps;
   }
 
@@ -202,7 +213,8 @@ export class Front {
         throw new RpcError(-32602, 'Invalid params: "arguments" must be an object');
       }
       this.ensureStarted();
-      const ctx = await this.context(this.routeTool(name, args as Record<string, unknown> | undefined), params, extra);
+      const route = await this.routeOnceSettled(() => this.routeTool(name, args as Record<string, unknown> | undefined), (r) => r.server);
+      const ctx = await this.context(route, params, extra);
       await this.o.pipeline(ctx);
       return ctx.error ? toolErrorResult(ctx.error) : ctx.result;
     });
@@ -268,11 +280,8 @@ export class Front {
       const uri = params['uri'];
       if (typeof uri !== 'string') throw new RpcError(-32602, 'Invalid params: "uri" must be a string');
       this.ensureStarted();
-      const ctx = await this.context(
-        { kind: 'resource', server: this.resourceOwner(uri), name: uri, arguments: undefined, entryPoint: false },
-        params,
-        extra,
-      );
+      const server = await this.routeOnceSettled(() => this.resourceOwner(uri), (owner) => owner);
+      const ctx = await this.context({ kind: 'resource', server, name: uri, arguments: undefined, entryPoint: false }, params, extra);
       return this.settled(ctx);
     });
 
@@ -281,20 +290,37 @@ export class Front {
         const uri = params['uri'];
         if (typeof uri !== 'string') throw new RpcError(-32602, 'Invalid params: "uri" must be a string');
         const identity = await this.identityOrThrow();
-        const server = this.resourceOwner(uri);
+        this.ensureStarted();
+        const server = await this.routeOnceSettled(() => this.resourceOwner(uri), (owner) => owner);
         if (server === null) throw toRpcError(new GatewayError('UNKNOWN_TOOL', `no server offers resource "${uri}"`), 'resource');
         if (!this.mayAllow({ server, kind: 'resource', name: uri }, identity)) {
           throw toRpcError(new GatewayError('FORBIDDEN', `you may not read "${uri}"`), 'resource');
         }
         const child = this.o.registry.get(server)!;
-        if (!child.serverCapabilities?.resources?.subscribe) {
-          throw new RpcError(-32601, `server "${server}" does not support resource subscriptions`);
+        const subscribe = method === 'resources/subscribe';
+        const had = this.subscriptions.has(uri);
+        if (!subscribe) {
+          // The agent no longer wants it, whatever the child says: a restart must not renew it.
+          this.subscriptions.delete(uri);
+          this.subscribedOn(child)?.delete(uri);
+          if (child.state !== 'ready') return {}; // a child not running holds no subscription
         }
-        if (method === 'resources/subscribe') this.subscriptions.add(uri);
-        else this.subscriptions.delete(uri);
         try {
+          await child.ready();
+          if (!child.serverCapabilities?.resources?.subscribe) {
+            throw new RpcError(-32601, `server "${server}" does not support resource subscriptions`);
+          }
+          if (subscribe) {
+            // Kept, so that a restarted child is subscribed again (syncSubscriptions).
+            this.subscriptions.add(uri);
+            this.subscribedOn(child)?.add(uri);
+          }
           await child.request(method, { uri }, { signal: extra.signal });
         } catch (err) {
+          if (subscribe && !had) {
+            this.subscriptions.delete(uri);
+            this.subscribedOn(child)?.delete(uri);
+          }
           throw isGatewayError(err) ? toRpcError(err, 'resource') : err;
         }
         return {};
@@ -314,18 +340,20 @@ export class Front {
           forwardRef = { ...ref, name: split.name };
         }
       } else if (ref?.type === 'ref/resource' && typeof ref.uri === 'string') {
-        const owner = this.templateOwner(ref.uri);
+        const uri = ref.uri;
+        this.ensureStarted();
+        const owner = await this.routeOnceSettled(() => this.templateOwner(uri), (o) => o);
         if (owner && this.mayAllow({ server: owner, kind: 'resource', name: ref.uri }, identity)) {
           server = owner;
           forwardRef = { ...ref };
         }
       }
       const child = server === null ? undefined : this.o.registry.get(server);
-      if (!child || !forwardRef || !child.serverCapabilities?.completions) {
-        return { completion: { values: [], hasMore: false } };
-      }
+      if (!child || !forwardRef) return { completion: { values: [], hasMore: false } };
       try {
+        // Ready first: the capabilities of a child still starting are not known yet.
         await child.ready();
+        if (!child.serverCapabilities?.completions) return { completion: { values: [], hasMore: false } };
         return this.o.redactor.value(await child.request('completion/complete', { ...params, ref: forwardRef }, { signal: extra.signal }));
       } catch (err) {
         throw isGatewayError(err) ? toRpcError(err, 'prompt') : err;
@@ -338,12 +366,9 @@ export class Front {
         throw new RpcError(-32602, `Invalid params: "level" must be one of ${LOG_LEVELS.join(', ')}`);
       }
       this.logLevel = level as LoggingLevel;
-      await Promise.all(
-        this.o.registry
-          .all()
-          .filter((c) => c.state === 'ready' && c.serverCapabilities?.logging)
-          .map((c) => c.request('logging/setLevel', { level }, { signal: AbortSignal.timeout(5_000) }).catch(() => {})),
-      );
+      this.ensureStarted();
+      // Children not ready yet get the level when they are (onCatalogChanged).
+      await Promise.all(this.o.registry.all().map((c) => this.syncLogLevel(c)));
       return {};
     });
 
@@ -353,6 +378,59 @@ export class Front {
         for (const child of this.o.registry.all()) void child.notify({ method: 'notifications/roots/list_changed' });
       },
     );
+  }
+
+  /**
+   * Sends the agent's log level to a ready child that has not got it on its current connection.
+   * Keyed by the connection's capabilities object, so a restarted child is sent it again.
+   */
+  private async syncLogLevel(child: ChildServer): Promise<void> {
+    const level = this.logLevel;
+    const caps = child.serverCapabilities;
+    if (level === undefined || child.state !== 'ready' || !caps?.logging || this.levelSent.get(caps) === level) return;
+    this.levelSent.set(caps, level);
+    try {
+      await child.request('logging/setLevel', { level }, { signal: AbortSignal.timeout(5_000) });
+    } catch (err) {
+      if (this.levelSent.get(caps) === level) this.levelSent.delete(caps);
+      this.log.debug(`logging/setLevel to ${child.id}: ${(err as Error).message}`);
+    }
+  }
+
+  /** The URIs a child's current connection is subscribed to (undefined while it has none). */
+  private subscribedOn(child: ChildServer): Set<string> | undefined {
+    const caps = child.serverCapabilities;
+    if (!caps) return undefined;
+    let uris = this.subscribedUris.get(caps);
+    if (!uris) this.subscribedUris.set(caps, (uris = new Set()));
+    return uris;
+  }
+
+  /** Subscribes a (re)started child to the agent's subscriptions it serves. */
+  private syncSubscriptions(child: ChildServer): void {
+    if (this.subscriptions.size === 0 || child.state !== 'ready' || !child.serverCapabilities?.resources?.subscribe) return;
+    const done = this.subscribedOn(child)!;
+    for (const uri of this.subscriptions) {
+      if (done.has(uri) || this.resourceOwner(uri) !== child.id) continue;
+      done.add(uri);
+      child.request('resources/subscribe', { uri }, { signal: AbortSignal.timeout(10_000) }).catch((err: Error) => {
+        done.delete(uri);
+        this.log.debug(`resources/subscribe ${uri} at ${child.id}: ${err.message}`);
+      });
+    }
+  }
+
+  /**
+   * Routes with `route`; when it finds no server while servers are still on their first start,
+   * waits for them (as a list does) and routes again: a request may come before any list.
+   */
+  private async routeOnceSettled<T>(route: () => T, serverOf: (routed: T) => string | null): Promise<T> {
+    // The children start once the session is known (onInitialized): until then none is pending.
+    await this.o.session.catch(() => {});
+    const first = route();
+    if (serverOf(first) !== null || !this.o.registry.all().some((c) => c.firstStartPending)) return first;
+    await this.settle();
+    return route();
   }
 
   // ---------------------------------------------------------------- routing
