@@ -207,13 +207,13 @@ export class Front {
 
     this.handle('tools/call', async (params, extra) => {
       const name = params['name'];
-      if (typeof name !== 'string') throw new RpcError(-32602, 'Invalid params: "name" must be a string');
       const args = params['arguments'];
-      if (args !== undefined && (typeof args !== 'object' || args === null || Array.isArray(args))) {
-        throw new RpcError(-32602, 'Invalid params: "arguments" must be an object');
-      }
       this.ensureStarted();
-      const route = await this.routeOnceSettled(() => this.routeTool(name, args as Record<string, unknown> | undefined), (r) => r.server);
+      // A malformed call still goes through the pipeline, so it is refused the usual way and audited.
+      const invalid = shapeProblem(params, 'name');
+      const route: Route = invalid
+        ? { kind: 'tool', server: null, name: describe(name), arguments: undefined, entryPoint: false, invalid }
+        : await this.routeOnceSettled(() => this.routeTool(name as string, args as Record<string, unknown> | undefined), (r) => r.server);
       const ctx = await this.context(route, params, extra);
       await this.o.pipeline(ctx);
       return ctx.error ? toolErrorResult(ctx.error) : ctx.result;
@@ -232,12 +232,12 @@ export class Front {
 
     this.handle('prompts/get', async (params, extra) => {
       const name = params['name'];
-      if (typeof name !== 'string') throw new RpcError(-32602, 'Invalid params: "name" must be a string');
       this.ensureStarted();
-      const split = this.o.registry.splitName(name);
-      const args = params['arguments'] as Record<string, unknown> | undefined;
+      const invalid = shapeProblem(params, 'name');
+      const split = invalid ? undefined : this.o.registry.splitName(name as string);
+      const args = invalid ? undefined : (params['arguments'] as Record<string, unknown> | undefined);
       const ctx = await this.context(
-        { kind: 'prompt', server: split?.server ?? null, name: split?.name ?? name, arguments: args, entryPoint: false },
+        { kind: 'prompt', server: split?.server ?? null, name: split?.name ?? describe(name), arguments: args, entryPoint: false, invalid },
         params,
         extra,
       );
@@ -278,10 +278,10 @@ export class Front {
 
     this.handle('resources/read', async (params, extra) => {
       const uri = params['uri'];
-      if (typeof uri !== 'string') throw new RpcError(-32602, 'Invalid params: "uri" must be a string');
       this.ensureStarted();
-      const server = await this.routeOnceSettled(() => this.resourceOwner(uri), (owner) => owner);
-      const ctx = await this.context({ kind: 'resource', server, name: uri, arguments: undefined, entryPoint: false }, params, extra);
+      const invalid = shapeProblem(params, 'uri');
+      const server = invalid ? null : await this.routeOnceSettled(() => this.resourceOwner(uri as string), (owner) => owner);
+      const ctx = await this.context({ kind: 'resource', server, name: describe(uri), arguments: undefined, entryPoint: false, invalid }, params, extra);
       return this.settled(ctx);
     });
 
@@ -583,11 +583,24 @@ export class Front {
   }
 }
 
-type Route = Pick<CallRequest, 'server' | 'name' | 'arguments' | 'entryPoint'> & { readonly kind: CallKind };
+type Route = Pick<CallRequest, 'server' | 'name' | 'arguments' | 'entryPoint' | 'invalid'> & { readonly kind: CallKind };
 
 interface HandlerExtra {
   readonly signal: AbortSignal;
   readonly sendNotification: (n: { method: string; params?: Record<string, unknown> }) => Promise<void>;
+}
+
+/** What is wrong with a request's `name`/`uri` and `arguments`, or undefined when they are usable. */
+function shapeProblem(params: Record<string, unknown>, key: 'name' | 'uri'): string | undefined {
+  if (typeof params[key] !== 'string') return `"${key}" must be a string`;
+  const args = params['arguments'];
+  if (args !== undefined && (typeof args !== 'object' || args === null || Array.isArray(args))) return '"arguments" must be an object';
+  return undefined;
+}
+
+/** A name for the audit log, whatever the agent sent. */
+function describe(value: unknown): string {
+  return typeof value === 'string' ? value : String(JSON.stringify(value) ?? typeof value).slice(0, 200);
 }
 
 const templates = new Map<string, UriTemplate | null>();

@@ -24,6 +24,8 @@ export interface CallRequest {
    * the authorize stage lets it through; what it reaches is authorized by itself.
    */
   readonly entryPoint: boolean;
+  /** Set when the request itself is malformed: the forward stage refuses it with INVALID_ARGUMENTS. */
+  readonly invalid?: string | undefined;
   /** Aborted when the agent cancels the request. */
   readonly signal: AbortSignal;
   /** The agent's progress token, if it asked for progress. */

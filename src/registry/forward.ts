@@ -21,7 +21,8 @@ export interface ForwardOptions {
 
 export function forward({ registry, validator, redactor, admin }: ForwardOptions): Stage<CallContext> {
   return async function forward(ctx) {
-    const { server, kind, name, progressToken } = ctx.request;
+    const { server, kind, name, progressToken, invalid } = ctx.request;
+    if (invalid !== undefined) throw new GatewayError('INVALID_ARGUMENTS', `the request is malformed: ${invalid}`);
     if (server === null) {
       throw new GatewayError('UNKNOWN_TOOL', `no server offers "${name}"; list_tools shows what you can call`, { tool: name });
     }
