@@ -14,7 +14,23 @@ export class UnsetVariableError extends Error {
   }
 }
 
-const REFERENCE = /\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+/**
+ * A `${...}` that starts like a variable name and has no dot (so is no policy template), but is not
+ * `${NAME}` or `${NAME:-default}`: `${GITHUB-TOKEN}`, `${VAR-x}`, `${VAR:x}`. Left as it is, the
+ * literal text would silently become the value (a token, a path); it is an error instead. The
+ * loader reports it like an unset variable: with its path.
+ */
+export class InvalidReferenceError extends UnsetVariableError {
+  constructor(reference: string, path: (string | number)[]) {
+    super(reference, path);
+    this.message = `\${${reference}} is not a variable reference: write \${NAME} or \${NAME:-default} (NAME of letters, digits and _), or $\${...} for the literal text`;
+  }
+}
+
+const REFERENCE = /\$(\$?)\{([^}]*)\}/g;
+const NAME_REFERENCE = /^([A-Za-z_][A-Za-z0-9_]*)(?::-([\s\S]*))?$/;
+/** What only a mistyped `${VAR}` looks like: `${1}`, `${@}` (shell) and `${consumer.id}` are left alone. */
+const LOOKS_LIKE_VARIABLE = /^[A-Za-z_][^.]*$/;
 
 /** Whether an unset variable at this path may be read as empty (commands that start no server). */
 export type TolerateUnset = (path: readonly (string | number)[]) => boolean;
@@ -27,8 +43,15 @@ export function interpolateString(
   tolerate?: TolerateUnset,
 ): string {
   if (!value.includes('${')) return value;
-  return value.replace(REFERENCE, (whole, escape: string, name: string, fallback: string | undefined) => {
-    if (escape) return whole.slice(1);
+  return value.replace(REFERENCE, (whole, escape: string, inner: string) => {
+    const reference = NAME_REFERENCE.exec(inner);
+    if (escape) return reference || LOOKS_LIKE_VARIABLE.test(inner) ? whole.slice(1) : whole;
+    if (!reference) {
+      if (LOOKS_LIKE_VARIABLE.test(inner)) throw new InvalidReferenceError(inner, path);
+      return whole;
+    }
+    const name = reference[1]!;
+    const fallback = reference[2];
     const found = env[name];
     if (found !== undefined && found !== '') {
       used?.set(name, found);

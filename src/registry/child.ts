@@ -3,6 +3,7 @@
  * `Client`, its catalog fetched in full, restarted with backoff when it exits, marked failed after
  * too many restarts, and stopped with its whole process group.
  */
+import { existsSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
@@ -287,7 +288,7 @@ export class ChildServer {
       );
       this.hooks.onCatalogChanged(this);
     } catch (err) {
-      this.lastErrorValue = describeStartError(err, transport, deadline);
+      this.lastErrorValue = describeStartError(err, transport, deadline, this.config.cwd);
       this.log.warn(`could not start: ${this.lastErrorValue}`);
       if (!conn.closed) {
         conn.closed = true;
@@ -523,8 +524,10 @@ export function describeExit(exit: ExitInfo | null): string {
   return `exit code ${exit.code}`;
 }
 
-function describeStartError(err: unknown, transport: ChildProcessTransport, timeoutMs: number): string {
+function describeStartError(err: unknown, transport: ChildProcessTransport, timeoutMs: number, cwd: string | undefined): string {
   const e = err as NodeJS.ErrnoException & { code?: unknown };
+  // spawn reports a missing working folder as ENOENT of the command: tell the two apart.
+  if (e?.code === 'ENOENT' && cwd !== undefined && !existsSync(cwd)) return `working folder not found: ${cwd} (check "cwd")`;
   if (e?.code === 'ENOENT') return `command not found (ENOENT): check "command" and PATH`;
   if (e?.code === 'EACCES') return `command not executable (EACCES)`;
   if (transport.exit) return `exited during startup (${describeExit(transport.exit)})`;

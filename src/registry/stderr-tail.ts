@@ -4,6 +4,8 @@
  * that floods stderr cannot flood the gateway's log.
  */
 
+import { StringDecoder } from 'node:string_decoder';
+
 const MAX_LINE_CHARS = 1_000;
 
 export class StderrTail {
@@ -12,6 +14,8 @@ export class StderrTail {
   private windowStart = 0;
   private inWindow = 0;
   private suppressed = 0;
+  /** Keeps a multi-byte character split between two chunks whole. */
+  private readonly decoder = new StringDecoder('utf8');
 
   constructor(
     private readonly keep: number,
@@ -21,14 +25,15 @@ export class StderrTail {
   ) {}
 
   push(chunk: Buffer): void {
-    const text = this.partial + chunk.toString('utf8');
+    const text = this.partial + this.decoder.write(chunk);
     const parts = text.split('\n');
     this.partial = parts.pop() ?? '';
+    for (const line of parts) this.add(line);
+    // After the complete lines it follows, so the tail keeps the child's order.
     if (this.partial.length > MAX_LINE_CHARS) {
       this.add(this.partial);
       this.partial = '';
     }
-    for (const line of parts) this.add(line);
   }
 
   /** The last lines written (oldest first). */
