@@ -25,6 +25,7 @@ import { RateLimiter } from './ratelimit/limiter.js';
 import { throttle } from './ratelimit/stage.js';
 import { forward } from './registry/forward.js';
 import { Registry } from './registry/registry.js';
+import { Reaper } from './registry/reaper.js';
 import { ArgumentValidator } from './registry/validate.js';
 import { gatewaySecrets } from './secrets/secrets.js';
 import { Redactor } from './secrets/redactor.js';
@@ -108,7 +109,9 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
     recorder.prepare();
 
     let front: Front | undefined;
+    const reaper = Reaper.start(logger.scoped('reaper'));
     const registry = new Registry(config, {
+      groups: reaper ?? undefined,
       logger,
       redactor,
       clientInfo: { name: 'mcp-gateway', version: VERSION },
@@ -168,6 +171,7 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
       close: (graceMs = 2_000) =>
         (closing ??= (async () => {
           await registry.stop(graceMs);
+          reaper?.close();
           // Let requests failed by the stop settle and queue their records, then commit them.
           await new Promise((resolve) => setImmediate(resolve));
           recorder.close();

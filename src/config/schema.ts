@@ -72,8 +72,9 @@ const rateSchema = z.strictObject({
 
 const staticKeySchema = z
   .strictObject({
-    // 25 at most: gw_<id>_<43-character secret> must fit the 72 bytes bcrypt reads.
-    id: z.string().regex(/^[A-Za-z0-9]{1,25}$/, 'must be 1-25 letters or digits (it is the keyId in gw_<keyId>_<secret>)'),
+    // 25 at most: gw_<id>_<43-character secret> must fit the 72 bytes bcrypt reads. "_" separates
+    // the parts of a key, so an id has letters, digits and "-" only.
+    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,24}$/, 'must be 1-25 letters, digits or "-" (it is the keyId in gw_<keyId>_<secret>)'),
     name: z.string().optional(),
     consumerId: nonEmpty,
     roles: z.array(nonEmpty).default([]),

@@ -109,13 +109,12 @@ export class AgentStdioTransport implements Transport {
     const obj = (typeof message === 'object' && message !== null ? message : {}) as Record<string, unknown>;
     const id = obj['id'];
     const validId = typeof id === 'string' || (typeof id === 'number' && Number.isSafeInteger(id)) ? (id as RequestId) : null;
-    if ('method' in obj || validId === null) {
-      // A request we cannot read (or a message with no usable id): say so, as JSON-RPC asks.
-      if (!('method' in obj) && 'id' in obj && ('result' in obj || 'error' in obj)) return; // a broken response: no reply is due
-      const detail = parsed.error.issues[0];
-      const where = detail && detail.path.length > 0 ? ` at ${detail.path.join('.')}` : '';
-      this.replyError(validId, -32600, `Invalid Request: not a valid JSON-RPC 2.0 message${where}`);
-    }
+    // A broken response from the agent needs no reply; anything else we cannot read is answered,
+    // with its id when it has a usable one, so the agent never waits for nothing.
+    if (!('method' in obj) && 'id' in obj && ('result' in obj || 'error' in obj)) return;
+    const detail = parsed.error.issues[0];
+    const where = detail && detail.path.length > 0 ? ` at ${detail.path.join('.')}` : '';
+    this.replyError(validId, -32600, `Invalid Request: not a valid JSON-RPC 2.0 message${where}`);
   }
 
   private replyError(id: RequestId | null, code: number, message: string): void {

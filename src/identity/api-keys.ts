@@ -25,7 +25,7 @@ export function generateKey(): { keyId: string; key: string } {
 
 /** Splits a key into id and secret; undefined when it is not of the gateway's form. */
 export function parseKey(key: string): ParsedKey | undefined {
-  const m = /^gw_([A-Za-z0-9]{1,32})_([A-Za-z0-9_-]{16,})$/.exec(key.trim());
+  const m = /^gw_([A-Za-z0-9][A-Za-z0-9-]{0,31})_([A-Za-z0-9_-]{16,})$/.exec(key.trim());
   return m ? { keyId: m[1]!, secret: m[2]! } : undefined;
 }
 

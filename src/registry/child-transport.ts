@@ -9,6 +9,7 @@ import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { JsonLineReader, MAX_DEPTH, idOfInvalidLine, serializeMessage, type InvalidLine } from '../transport/json-lines.js';
 import { WriteBatcher } from '../transport/write-batcher.js';
+import type { GroupWatcher } from './reaper.js';
 
 export interface ChildSpawnOptions {
   readonly command: string;
@@ -21,6 +22,8 @@ export interface ChildSpawnOptions {
   readonly onStderr: (chunk: Buffer) => void;
   /** A stdout line that was not JSON or was too large (already skipped). */
   readonly onInvalidLine: (invalid: InvalidLine) => void;
+  /** Told when the child's process group starts and when it is gone (the reaper). */
+  readonly groups?: GroupWatcher | undefined;
 }
 
 function isResponse(message: unknown): boolean {
@@ -101,6 +104,7 @@ export class ChildProcessTransport implements Transport {
       this.child = child;
       child.once('spawn', () => {
         spawned = true;
+        if (child.pid !== undefined) this.options.groups?.add(child.pid);
         resolve();
       });
       child.once('error', (err) => {
@@ -114,7 +118,11 @@ export class ChildProcessTransport implements Transport {
         this.markExited({ code, signal });
         // Orphaned grandchildren stay in the group: end them with their parent.
         this.signalGroup('SIGTERM');
-        const killLater = setTimeout(() => this.signalGroup('SIGKILL'), 2_000);
+        const killLater = setTimeout(() => {
+          // Only a group that still exists: an empty one's id could have been reused meanwhile.
+          if (this.groupExists()) this.signalGroup('SIGKILL');
+          if (child.pid !== undefined) this.options.groups?.remove(child.pid);
+        }, 2_000);
         killLater.unref();
         // Let stdout drain, but do not wait on a grandchild that holds the pipe open.
         const timer = setTimeout(() => this.finish(), CLOSE_AFTER_EXIT_MS);
@@ -172,6 +180,17 @@ export class ChildProcessTransport implements Transport {
       process.kill(-pid, signal);
     } catch {
       // the group is already gone
+    }
+  }
+
+  private groupExists(): boolean {
+    const pid = this.child?.pid;
+    if (pid === undefined) return false;
+    try {
+      process.kill(-pid, 0);
+      return true;
+    } catch {
+      return false;
     }
   }
 

@@ -21,6 +21,7 @@ import type { Logger } from '../log.js';
 import type { Redactor } from '../secrets/redactor.js';
 import { RestartTracker } from './backoff.js';
 import { ChildProcessTransport, type ExitInfo } from './child-transport.js';
+import type { GroupWatcher } from './reaper.js';
 import { childEnvironment } from './env.js';
 import { StderrTail } from './stderr-tail.js';
 
@@ -117,6 +118,7 @@ export class ChildServer {
       readonly maxMessageBytes: number;
       readonly clientInfo: { name: string; version: string };
       readonly parentEnv?: NodeJS.ProcessEnv;
+      readonly groups?: GroupWatcher | undefined;
     },
   ) {
     this.id = config.id;
@@ -257,6 +259,7 @@ export class ChildServer {
       env: childEnvironment(this.config, this.options.parentEnv),
       maxMessageBytes: this.options.maxMessageBytes,
       onStderr: (chunk) => this.stderr.push(chunk),
+      groups: this.options.groups,
       onInvalidLine: (invalid) =>
         this.log.warn(
           invalid.kind === 'oversize'

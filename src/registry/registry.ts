@@ -7,6 +7,7 @@ import type { GatewayConfig, ServerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Redactor } from '../secrets/redactor.js';
 import { ChildServer, type ChildHooks, type ChildStatus, type RawEntry } from './child.js';
+import type { GroupWatcher } from './reaper.js';
 
 export interface RegistryOptions {
   readonly logger: Logger;
@@ -14,6 +15,8 @@ export interface RegistryOptions {
   readonly clientInfo: { name: string; version: string };
   readonly hooks: ChildHooks;
   readonly parentEnv?: NodeJS.ProcessEnv;
+  /** Told about every child process group (the reaper that outlives the gateway). */
+  readonly groups?: GroupWatcher | undefined;
 }
 
 /** A tool or prompt of a child, with the name the agent sees. */
@@ -44,6 +47,7 @@ export class Registry {
           maxMessageBytes: config.limits.maxMessageBytes,
           clientInfo: options.clientInfo,
           ...(options.parentEnv ? { parentEnv: options.parentEnv } : {}),
+          groups: options.groups,
         }),
       );
     }
