@@ -75,7 +75,6 @@ describe('key format', () => {
     ['other prefix', 'gk_abc123_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG'],
     ['upper-case prefix', 'GW_abc123_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG'],
     ['no prefix', 'abc123_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG'],
-    ['keyId with a dash', 'gw_abc-123_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG'],
     ['keyId too long', `gw_${'a'.repeat(33)}_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG`],
     ['secret too short', 'gw_abc123_short'],
     ['secret with +', 'gw_abc123_abcdefghijklmnopqrstuvwxyz+123456789ABCDEFG'],
@@ -86,6 +85,14 @@ describe('key format', () => {
     ['non-ASCII', 'gw_abc123_abcdefghijklmnopqrstuvwxyzé0123456789ABCDEF'],
   ])('parseKey rejects %s', (_what, key) => {
     expect(parseKey(key)).toBeUndefined();
+  });
+
+  test('a keyId may hold "-" (static ids such as ci-bot), never "_" (it separates the parts)', () => {
+    expect(parseKey('gw_ci-bot_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG')).toEqual({
+      keyId: 'ci-bot',
+      secret: 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG',
+    });
+    expect(parseKey('gw_-lead_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG')).toBeUndefined();
   });
 });
 
