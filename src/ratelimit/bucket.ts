@@ -2,6 +2,8 @@
  * A token bucket refilled continuously (design §5): `perMinute / 60` tokens a second, holding at
  * most `burst`. Time is passed in (milliseconds, monotonic), so the bucket is pure and testable.
  */
+const TOLERANCE = 1e-9;
+
 export class TokenBucket {
   private tokens: number;
   private last: number;
@@ -26,7 +28,9 @@ export class TokenBucket {
   /** Milliseconds until one token is available (0 if one is now). */
   waitMs(now: number): number {
     this.refill(now);
-    return this.tokens >= 1 ? 0 : Math.ceil((1 - this.tokens) / this.perMs);
+    // The tolerance absorbs floating-point error: after waiting exactly the time promised, the
+    // refill may come to 0.9999999999 of a token, and the call must then be admitted.
+    return this.tokens >= 1 - TOLERANCE ? 0 : Math.ceil((1 - this.tokens) / this.perMs);
   }
 
   /** Takes one token; the caller checked `waitMs(now) === 0` first. */
