@@ -4,7 +4,7 @@
 // Figures are printed, never asserted.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,9 +17,13 @@ const BIN = path.join(ROOT, 'bin/mcp-gateway.js');
 const KEY = 'gw_benchkey_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG';
 
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 3000);
-const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 6000);
+const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 20000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IN_FLIGHT = 32;
+// JIT warm-up, sequential and concurrent: a gateway's per-call cost keeps falling for the first
+// ~3000 sequential and ~10000 concurrent calls; a long-running gateway lives in the steady state.
 const WARMUP = 3000;
+const WARMUP_CONCURRENT = 10000;
 
 function gatewayConfig(dir, { audit }) {
   return {
@@ -57,20 +61,24 @@ async function measure(client, name) {
   lat.sort();
   const pct = (p) => lat[Math.min(lat.length - 1, Math.floor(lat.length * p))];
 
-  let next = 0;
+  const concurrent = async (total, latencies) => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: IN_FLIGHT }, async () => {
+        while (next < total) {
+          next++;
+          const s = performance.now();
+          const r = await call();
+          latencies?.push(performance.now() - s);
+          if (r.isError) throw new Error(`call failed: ${JSON.stringify(r)}`);
+        }
+      }),
+    );
+  };
+  await concurrent(WARMUP_CONCURRENT);
   const clat = [];
   const c0 = performance.now();
-  await Promise.all(
-    Array.from({ length: IN_FLIGHT }, async () => {
-      while (next < CONCURRENT) {
-        next++;
-        const s = performance.now();
-        const r = await call();
-        clat.push(performance.now() - s);
-        if (r.isError) throw new Error(`call failed: ${JSON.stringify(r)}`);
-      }
-    }),
-  );
+  await concurrent(CONCURRENT, clat);
   const conMs = performance.now() - c0;
   clat.sort((a, b) => a - b);
   const cpct = (p) => clat[Math.min(clat.length - 1, Math.floor(clat.length * p))];
@@ -90,29 +98,53 @@ function row(label, r) {
   return `${label.padEnd(34)}${fmt(r.seqRate)}${fmt(r.p50 * 1000)}${fmt(r.p99 * 1000)}  |${fmt(r.conRate)}${fmt(r.cp50 * 1000)}${fmt(r.cp99 * 1000)}`;
 }
 
+const median = (values) => {
+  const v = [...values].sort((a, b) => a - b);
+  return v[v.length >> 1];
+};
+
+/** The median of each figure over the rounds. */
+function summarize(runs) {
+  const out = {};
+  for (const key of Object.keys(runs[0])) out[key] = median(runs.map((r) => r[key]));
+  return out;
+}
+
+async function runGateway(dir, audit) {
+  const sub = path.join(dir, audit ? 'audited' : 'plain');
+  rmSync(sub, { recursive: true, force: true });
+  mkdirSync(sub);
+  const file = path.join(sub, 'gateway.yaml');
+  writeFileSync(file, stringify(gatewayConfig(sub, { audit })));
+  const client = await connect(process.execPath, [BIN, 'serve', '--config', file], {
+    BENCH_KEY: KEY,
+    MCP_GATEWAY_API_KEY: KEY,
+    MCP_GATEWAY_LOG_LEVEL: 'warn',
+  });
+  try {
+    return await measure(client, 'echo__echo');
+  } finally {
+    await client.close();
+  }
+}
+
 async function main() {
   const dir = mkdtempSync(path.join(tmpdir(), 'mcpgw-bench-'));
   try {
-    console.log(`mcp-gateway bench: echo tool, ${SEQUENTIAL} sequential calls, ${CONCURRENT} calls at ${IN_FLIGHT} in flight (node ${process.version})\n`);
-    const results = {};
-    const direct = await connect(process.execPath, [ECHO], {});
-    results.direct = await measure(direct, 'echo');
-    await direct.close();
-
-    for (const audit of [false, true]) {
-      const sub = path.join(dir, audit ? 'audited' : 'plain');
-      rmSync(sub, { recursive: true, force: true });
-      (await import('node:fs')).mkdirSync(sub);
-      const file = path.join(sub, 'gateway.yaml');
-      writeFileSync(file, stringify(gatewayConfig(sub, { audit })));
-      const client = await connect(process.execPath, [BIN, 'serve', '--config', file], {
-        BENCH_KEY: KEY,
-        MCP_GATEWAY_API_KEY: KEY,
-        MCP_GATEWAY_LOG_LEVEL: 'warn',
-      });
-      results[audit ? 'audited' : 'plain'] = await measure(client, 'echo__echo');
-      await client.close();
+    console.log(
+      `mcp-gateway bench: echo tool; per round ${WARMUP} + ${WARMUP_CONCURRENT} warm-up calls, then ${SEQUENTIAL} sequential and ${CONCURRENT} at ${IN_FLIGHT} in flight;` +
+        ` ${ROUNDS} rounds interleaved, medians shown (node ${process.version})\n`,
+    );
+    const runs = { direct: [], plain: [], audited: [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      const direct = await connect(process.execPath, [ECHO], {});
+      runs.direct.push(await measure(direct, 'echo'));
+      await direct.close();
+      runs.plain.push(await runGateway(dir, false));
+      runs.audited.push(await runGateway(dir, true));
+      process.stderr.write(`  round ${round + 1}/${ROUNDS} done\n`);
     }
+    const results = { direct: summarize(runs.direct), plain: summarize(runs.plain), audited: summarize(runs.audited) };
 
     console.log(`${''.padEnd(34)}   calls/s   p50 µs   p99 µs  |   calls/s   p50 µs   p99 µs`);
     console.log(`${''.padEnd(34)}${'sequential'.padStart(27)}  |${`${IN_FLIGHT} in flight`.padStart(27)}`);
@@ -130,13 +162,14 @@ async function main() {
           ` concurrent throughput ${((r.conRate / results.direct.conRate) * 100).toFixed(0)}% of direct`,
       );
     }
+    console.log(
+      `audited over un-audited, end to end: +${((results.audited.p50 - results.plain.p50) * 1000).toFixed(0)} µs at p50 (sequential)`,
+    );
 
     console.log('\nIn-process cost of the pipeline per call (no stdio; the forward step answers at once):');
     const costs = await pipelineCosts(path.join(dir, 'costs'));
     for (const c of costs) console.log(`  ${c.label.padEnd(52)} p50 ${c.p50.toFixed(1).padStart(6)} µs   mean ${c.mean.toFixed(1).padStart(6)} µs`);
-    const base = costs[0];
-    const auth = costs[1];
-    const full = costs[2];
+    const [base, auth, full] = costs;
     console.log(`  identity + policy + buckets over the bare forward: +${(auth.p50 - base.p50).toFixed(1)} µs at p50`);
     console.log(`  audit + metering over the un-audited path:        +${(full.p50 - auth.p50).toFixed(1)} µs at p50`);
   } finally {

@@ -47,7 +47,9 @@ export interface SessionRef {
 
 export class CallContext {
   readonly startedAt = performance.now();
-  readonly ts = new Date();
+  /** Wall-clock start (a number: no Date is made unless a recorder asks for `ts`). */
+  private readonly startedAtMs = Date.now();
+  private tsValue: Date | undefined;
   /** Set by the identify stage once the session's credential is confirmed valid. */
   identity: Identity | null = null;
   /** Set by the authorize stage. */
@@ -65,6 +67,11 @@ export class CallContext {
     readonly session: SessionRef,
     readonly request: CallRequest,
   ) {}
+
+  /** When the request entered the gateway (made on first use: only the recorders need it). */
+  get ts(): Date {
+    return (this.tsValue ??= new Date(this.startedAtMs));
+  }
 
   get server(): string | null {
     return this.request.server;

@@ -6,7 +6,8 @@
  */
 export class WriteBatcher {
   private pending: string[] = [];
-  private waiters: (() => void)[] = [];
+  /** One promise per batch, shared by its messages (not one per message: less garbage under load). */
+  private batch: { promise: Promise<void>; resolve: () => void } | null = null;
   private scheduled = false;
 
   constructor(private readonly write: (data: string) => boolean | void, private readonly onDrain: (resolve: () => void) => void) {}
@@ -14,12 +15,16 @@ export class WriteBatcher {
   /** Queues a serialized message; resolves once it has been handed to the stream (and drained, if it had to wait). */
   push(line: string): Promise<void> {
     this.pending.push(line);
-    const done = new Promise<void>((resolve) => this.waiters.push(resolve));
+    if (!this.batch) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.batch = { promise, resolve };
+    }
     if (!this.scheduled) {
       this.scheduled = true;
       process.nextTick(() => this.flush());
     }
-    return done;
+    return this.batch.promise;
   }
 
   /** Writes everything queued now. */
@@ -27,21 +32,18 @@ export class WriteBatcher {
     this.scheduled = false;
     if (this.pending.length === 0) return;
     const data = this.pending.length === 1 ? this.pending[0]! : this.pending.join('');
-    const waiters = this.waiters;
+    const release = this.batch!.resolve;
     this.pending = [];
-    this.waiters = [];
-    const release = () => {
-      for (const w of waiters) w();
-    };
+    this.batch = null;
     if (this.write(data) === false) this.onDrain(release);
     else release();
   }
 
-  /** Drops what is queued (the stream is gone); resolves its waiters. */
+  /** Drops what is queued (the stream is gone); settles its promise. */
   discard(): void {
     this.pending = [];
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
+    const batch = this.batch;
+    this.batch = null;
+    batch?.resolve();
   }
 }
