@@ -84,7 +84,7 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
   } catch (err) {
     throw new ConfigError(loaded.file, 'auth.jwt.publicKey', (err as Error).message);
   }
-  const db = openDatabase(config.database);
+  const db = openDatabase(config.database, { maxBytes: config.limits.maxDatabaseBytes });
   try {
     const keys = new KeyStore(db);
     const session = authenticate(config, keys, env, jwtVerifier).then((auth) => {

@@ -242,6 +242,11 @@ const limitsSchema = z
     maxMessageBytes: int(1024).default(16 * 1024 * 1024),
     /** How long a list request waits for eager servers that are still starting. */
     listWaitMs: int(0).default(3_000),
+    /**
+     * Largest size of the database file; at the limit the gateway records what is in flight
+     * and refuses new requests until space is made. Unset: only the disk limits it.
+     */
+    maxDatabaseBytes: int(1_048_576).optional(),
   })
   .prefault({});
 

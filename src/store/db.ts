@@ -92,6 +92,8 @@ const MIGRATIONS: readonly string[] = [
 export interface OpenOptions {
   /** Open for reading only (audit verify/export, usage): never creates or migrates. */
   readonly readonly?: boolean;
+  /** Largest size of the database file (SQLite max_page_count on this connection). */
+  readonly maxBytes?: number | undefined;
 }
 
 /** Opens (creating and migrating if needed) the database; errors name the file and what to do. */
@@ -121,6 +123,10 @@ export function openDatabase(file: string, options: OpenOptions = {}): Db {
       db.pragma('synchronous = NORMAL');
     }
     db.pragma('foreign_keys = ON');
+    if (options.maxBytes !== undefined) {
+      const pageSize = db.pragma('page_size', { simple: true }) as number;
+      db.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
+    }
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > MIGRATIONS.length) {
       throw new StoreError(file, `was written by a newer mcp-gateway (schema ${version}, this one knows ${MIGRATIONS.length})`);
