@@ -31,6 +31,7 @@ import { gatewaySecrets } from './secrets/secrets.js';
 import { Redactor } from './secrets/redactor.js';
 import { openDatabase, type Db } from './store/db.js';
 import { KeyStore } from './store/keys.js';
+import { CatalogStore } from './store/catalog.js';
 import { Recorder } from './store/recorder.js';
 import { VERSION } from './version.js';
 
@@ -112,6 +113,7 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
     const reaper = Reaper.start(logger.scoped('reaper'));
     const registry = new Registry(config, {
       groups: reaper ?? undefined,
+      catalogCache: new CatalogStore(db),
       logger,
       redactor,
       clientInfo: { name: 'mcp-gateway', version: VERSION },

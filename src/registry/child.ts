@@ -14,6 +14,7 @@ import {
   type Request,
   type ServerCapabilities,
 } from '@modelcontextprotocol/sdk/types.js';
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
@@ -22,6 +23,7 @@ import type { Redactor } from '../secrets/redactor.js';
 import { RestartTracker } from './backoff.js';
 import { ChildProcessTransport, type ExitInfo } from './child-transport.js';
 import type { GroupWatcher } from './reaper.js';
+import type { CatalogCache } from '../store/catalog.js';
 import { childEnvironment } from './env.js';
 import { StderrTail } from './stderr-tail.js';
 
@@ -108,6 +110,9 @@ export class ChildServer {
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
   private readonly log: Logger;
+  private readonly fingerprint: string;
+  /** A lazy server's catalog from an earlier run, listed until it starts. */
+  private remembered: Catalog | null = null;
 
   constructor(
     readonly config: ServerConfig,
@@ -119,6 +124,8 @@ export class ChildServer {
       readonly clientInfo: { name: string; version: string };
       readonly parentEnv?: NodeJS.ProcessEnv;
       readonly groups?: GroupWatcher | undefined;
+      /** Remembers the catalog between runs, so a lazy server is listed before it starts. */
+      readonly catalogCache?: CatalogCache | undefined;
     },
   ) {
     this.id = config.id;
@@ -126,6 +133,8 @@ export class ChildServer {
     this.restarts = new RestartTracker(config.restart);
     this.log = options.logger.scoped(`server:${config.id}`);
     this.stderr = new StderrTail(50, (line) => this.log.info(`stderr: ${line}`));
+    this.fingerprint = fingerprintOf(config);
+    if (config.start === 'lazy') this.remembered = this.loadRemembered();
   }
 
   get state(): ChildState {
@@ -137,8 +146,14 @@ export class ChildServer {
     return this.stateValue === 'starting' && !this.everReady;
   }
 
+  /** What the server offers: its live catalog, or, for a lazy server not yet started, the remembered one. */
   get catalog(): Catalog {
-    return this.catalogValue;
+    return this.stateValue === 'idle' && this.remembered ? this.remembered : this.catalogValue;
+  }
+
+  /** A lazy server with no remembered catalog: a list must start it to know what it offers. */
+  get unknownUntilStarted(): boolean {
+    return this.stateValue === 'idle' && this.remembered === null;
   }
 
   /** The child's declared capabilities (after it is ready). */
@@ -283,6 +298,7 @@ export class ChildServer {
       const catalog = await this.fetchCatalog(conn, deadline);
       if (conn.closed) throw new Error('exited during startup');
       this.catalogValue = catalog;
+      this.remember(catalog);
       this.everReady = true;
       this.lastErrorValue = null;
       this.setState('ready');
@@ -338,6 +354,7 @@ export class ChildServer {
       .then((catalog) => {
         if (conn !== this.conn || conn.closed) return;
         this.catalogValue = catalog;
+        this.remember(catalog);
         this.hooks.onCatalogChanged(this);
       })
       .catch((err) => this.log.warn(`could not refresh the catalog: ${(err as Error).message}`))
@@ -376,35 +393,41 @@ export class ChildServer {
       caps.resources ? list<RawResource>('resources/list', 'resources') : [],
       caps.resources ? list<RawTemplate>('resources/templates/list', 'resourceTemplates').catch(() => []) : [],
     ]);
-    const tools: RawEntry[] = [];
-    const excludedTools: { name: string; reason: string }[] = [];
-    const seen = new Set<string>();
-    for (const tool of allTools) {
-      if (typeof tool?.name !== 'string' || tool.name === '') {
-        excludedTools.push({ name: String(tool?.name ?? '(no name)'), reason: 'the entry has no name' });
-      } else if (seen.has(tool.name)) {
-        excludedTools.push({ name: tool.name, reason: 'listed twice by the server; the first entry is used' });
-      } else if ((tool['execution'] as { taskSupport?: unknown } | undefined)?.taskSupport === 'required') {
-        excludedTools.push({
-          name: tool.name,
-          reason: 'requires task-augmented calls (execution.taskSupport "required"), which the gateway does not relay',
-        });
-      } else {
-        seen.add(tool.name);
-        tools.push(tool);
-      }
-    }
-    const namedPrompts = prompts.filter((p) => typeof p?.name === 'string');
-    return Object.freeze({
-      tools,
-      prompts: namedPrompts,
-      resources: resources.filter((r) => typeof r?.uri === 'string'),
-      resourceTemplates: resourceTemplates.filter((t) => typeof t?.uriTemplate === 'string'),
-      excludedTools,
-      toolsByName: new Map(tools.map((t) => [t.name, t])),
-      promptsByName: new Map(namedPrompts.map((p) => [p.name, p])),
-    });
+    // A description or schema can hold a secret as well as a result can; the names that route
+    // requests are kept exactly.
+    const r = this.options.redactor;
+    return buildCatalog(
+      allTools.map((t) => ({ ...r.value(t), name: t?.name })),
+      prompts.map((p) => ({ ...r.value(p), name: p?.name })),
+      resources.map((x) => ({ ...r.value(x), uri: x?.uri })),
+      resourceTemplates.map((x) => ({ ...r.value(x), uriTemplate: x?.uriTemplate })),
+    );
   }
+
+  /** Saves the catalog for the next run (lazy servers are listed from it before they start). */
+  private remember(catalog: Catalog): void {
+    this.remembered = null;
+    if (this.config.start !== 'lazy' || !this.options.catalogCache) return;
+    try {
+      const { tools, prompts, resources, resourceTemplates, excludedTools } = catalog;
+      this.options.catalogCache.save(this.id, this.fingerprint, { tools, prompts, resources, resourceTemplates, excludedTools });
+    } catch (err) {
+      this.log.warn(`could not remember the catalog: ${(err as Error).message}`);
+    }
+  }
+
+  private loadRemembered(): Catalog | null {
+    try {
+      const saved = this.options.catalogCache?.load(this.id, this.fingerprint) as
+        | { tools?: RawEntry[]; prompts?: RawEntry[]; resources?: RawResource[]; resourceTemplates?: RawTemplate[] }
+        | undefined;
+      if (!saved || !Array.isArray(saved.tools)) return null;
+      return buildCatalog(saved.tools, saved.prompts ?? [], saved.resources ?? [], saved.resourceTemplates ?? []);
+    } catch {
+      return null;
+    }
+  }
+
 
   private onConnectionClosed(conn: Connection): void {
     if (conn.closed) return;
@@ -539,4 +562,48 @@ function describeStartError(err: unknown, transport: ChildProcessTransport, time
   }
   if (err instanceof McpError && err.code === ErrorCode.ConnectionClosed) return 'closed the connection during startup';
   return (err as Error)?.message ?? String(err);
+}
+
+/** The catalog of the lists a server answered: unusable and task-only tools set aside, with the reason. */
+function buildCatalog(allTools: RawEntry[], prompts: RawEntry[], resources: RawResource[], resourceTemplates: RawTemplate[]): Catalog {
+  const tools: RawEntry[] = [];
+  const excludedTools: { name: string; reason: string }[] = [];
+  const seen = new Set<string>();
+  for (const tool of allTools) {
+    if (typeof tool?.name !== 'string' || tool.name === '') {
+      excludedTools.push({ name: String(tool?.name ?? '(no name)'), reason: 'the entry has no name' });
+    } else if (seen.has(tool.name)) {
+      excludedTools.push({ name: tool.name, reason: 'listed twice by the server; the first entry is used' });
+    } else if ((tool['execution'] as { taskSupport?: unknown } | undefined)?.taskSupport === 'required') {
+      excludedTools.push({
+        name: tool.name,
+        reason: 'requires task-augmented calls (execution.taskSupport "required"), which the gateway does not relay',
+      });
+    } else {
+      seen.add(tool.name);
+      tools.push(tool);
+    }
+  }
+  const namedPrompts = prompts.filter((p) => typeof p?.name === 'string');
+  return Object.freeze({
+    tools,
+    prompts: namedPrompts,
+    resources: resources.filter((r) => typeof r?.uri === 'string'),
+    resourceTemplates: resourceTemplates.filter((t) => typeof t?.uriTemplate === 'string'),
+    excludedTools,
+    toolsByName: new Map(tools.map((t) => [t.name, t])),
+    promptsByName: new Map(namedPrompts.map((p) => [p.name, p])),
+  });
+}
+
+/** How the server is started: a remembered catalog is used only while this stays the same. */
+function fingerprintOf(config: ServerConfig): string {
+  const shape = {
+    command: config.command,
+    args: config.args,
+    cwd: config.cwd,
+    env: Object.keys(config.env).sort(),
+    inheritEnv: [...config.inheritEnv].sort(),
+  };
+  return createHash('sha256').update(JSON.stringify(shape)).digest('hex');
 }

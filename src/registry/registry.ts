@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { Redactor } from '../secrets/redactor.js';
 import { ChildServer, type ChildHooks, type ChildStatus, type RawEntry } from './child.js';
 import type { GroupWatcher } from './reaper.js';
+import type { CatalogCache } from '../store/catalog.js';
 
 export interface RegistryOptions {
   readonly logger: Logger;
@@ -17,6 +18,8 @@ export interface RegistryOptions {
   readonly parentEnv?: NodeJS.ProcessEnv;
   /** Told about every child process group (the reaper that outlives the gateway). */
   readonly groups?: GroupWatcher | undefined;
+  /** Remembers catalogs between runs (lazy servers are listed from it before they start). */
+  readonly catalogCache?: CatalogCache | undefined;
 }
 
 /** A tool or prompt of a child, with the name the agent sees. */
@@ -48,6 +51,7 @@ export class Registry {
           clientInfo: options.clientInfo,
           ...(options.parentEnv ? { parentEnv: options.parentEnv } : {}),
           groups: options.groups,
+          catalogCache: options.catalogCache,
         }),
       );
     }
@@ -81,12 +85,14 @@ export class Registry {
   }
 
   /**
-   * Waits up to `ms` for servers that are still on their first start (eager ones, and lazy ones
-   * asked for), so an agent's first list is complete when its servers start quickly.
+   * Waits up to `ms` for servers that are still on their first start, so an agent's first list is
+   * complete when its servers start quickly. A lazy server whose catalog is not remembered from an
+   * earlier run is started here: a list is a use, and nothing else tells what it offers.
    */
   async settle(ms: number): Promise<void> {
+    if (!this.started) return;
     const pending = this.all()
-      .filter((c) => c.firstStartPending)
+      .filter((c) => c.firstStartPending || c.unknownUntilStarted)
       .map((c) => c.start().catch(() => {}));
     if (pending.length === 0 || ms <= 0) return;
     let timer: NodeJS.Timeout | undefined;

@@ -13,7 +13,7 @@
 import type { AuditDraft, AuditStore } from '../audit/store.js';
 import type { Logger } from '../log.js';
 import type { UsageDelta, UsageStore } from '../metering/store.js';
-import type { Db } from './db.js';
+import { StoreError, type Db } from './db.js';
 
 interface Entry {
   readonly audit: AuditDraft;
@@ -39,6 +39,8 @@ export class Recorder {
   private usageSums = new Map<string, UsageSum>();
   private usageTimer: NodeJS.Timeout | null = null;
   private readonly commit: (entries: readonly Entry[], usage: readonly UsageSum[]) => void;
+  /** Set by a commit that found the ballast gone (another process sharing the file released it). */
+  private ballastGone = false;
 
   constructor(
     private readonly db: Db,
@@ -46,15 +48,30 @@ export class Recorder {
     private readonly usage: UsageStore | null,
     private readonly log: Logger,
   ) {
+    const ballastRows = audits ? db.prepare<[], { n: number }>('SELECT count(*) AS n FROM audit_ballast') : null;
     this.commit = db.transaction((entries: readonly Entry[], usage: readonly UsageSum[]) => {
       if (this.audits && entries.length > 0) this.audits.appendInTransaction(entries.map((e) => e.audit));
       if (this.usage && usage.length > 0) this.usage.addInTransaction(usage);
+      // The ballast is shared by every gateway process on the file: when another one released it,
+      // the database is full and this process must stop taking requests too, or it would spend
+      // the reserve on new requests and then fail to record ones it already forwarded.
+      this.ballastGone = ballastRows !== null && !this.degraded && ballastRows.get()!.n < BALLAST_ROWS;
     }).immediate;
   }
 
   /** Lays down the ballast; throws when the database cannot be written at all (start refused). */
   prepare(): void {
-    if (this.audits) this.restoreBallast();
+    if (!this.audits) return;
+    try {
+      this.restoreBallast();
+    } catch (err) {
+      const message = (err as Error).message;
+      throw new StoreError(
+        this.db.name,
+        `cannot reserve space for the audit log (SQLite: ${message})` +
+          (isFull(err) ? '; free disk space or raise limits.maxDatabaseBytes' : ''),
+      );
+    }
   }
 
   /**
@@ -146,6 +163,10 @@ export class Recorder {
   private commitOrRelease(entries: readonly Entry[], usage: readonly UsageSum[]): void {
     try {
       this.commit(entries, usage);
+      if (this.ballastGone) {
+        this.ballastGone = false;
+        this.degrade(new Error('database or disk is full: another gateway process on this file released the space reserved for the audit log'));
+      }
       return;
     } catch (err) {
       this.degrade(err as Error);
@@ -163,12 +184,21 @@ export class Recorder {
     this.log.error(`cannot write the database (${err.message}); refusing new requests until it can`);
   }
 
+  /**
+   * Lays down the missing ballast rows. It always writes (a whole ballast has one row rewritten):
+   * finding the ballast in place does not show that the database takes writes again — a failure
+   * that was not "full" (a lock held past the busy timeout, an I/O error) leaves it untouched.
+   * The rows are counted inside the write transaction, so processes restoring at once lay down one
+   * ballast, not one each.
+   */
   private restoreBallast(): void {
-    const have = (this.db.prepare('SELECT count(*) AS n FROM audit_ballast').get() as { n: number }).n;
-    if (have >= BALLAST_ROWS) return;
+    const count = this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM audit_ballast');
     const insert = this.db.prepare('INSERT INTO audit_ballast (pad) VALUES (zeroblob(?))');
+    const dropOne = this.db.prepare('DELETE FROM audit_ballast WHERE id = (SELECT max(id) FROM audit_ballast)');
     this.db.transaction(() => {
-      for (let i = have; i < BALLAST_ROWS; i++) insert.run(BALLAST_ROW_BYTES);
+      const have = count.get()!.n;
+      if (have >= BALLAST_ROWS) dropOne.run();
+      for (let i = Math.min(have, BALLAST_ROWS - 1); i < BALLAST_ROWS; i++) insert.run(BALLAST_ROW_BYTES);
     }).immediate();
   }
 
