@@ -76,7 +76,7 @@ export async function pipelineCosts(dir) {
   recorder.prepare();
   const recording = [
     audit({ recorder, config: config.audit, redactor, log: silentLogger }),
-    meter(recorder, config.servers),
+    meter(recorder, config.servers, redactor),
   ];
 
   const variants = [

@@ -132,7 +132,7 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
     );
     const stages: Stage<CallContext>[] = [];
     if (config.audit.enabled) stages.push(audit({ recorder, config: config.audit, redactor, log: logger.scoped('audit') }));
-    if (config.metering.enabled) stages.push(meter(recorder, config.servers));
+    if (config.metering.enabled) stages.push(meter(recorder, config.servers, redactor));
     stages.push(
       settle(logger),
       identify(),

@@ -8,6 +8,7 @@ import type { ServerConfig } from '../config/schema.js';
 import type { CallContext } from '../pipeline/context.js';
 import type { Stage } from '../pipeline/compose.js';
 import type { Recorder } from '../store/recorder.js';
+import type { Redactor } from '../secrets/redactor.js';
 import { hourOf } from './store.js';
 
 const ERROR_STATUSES: ReadonlySet<string> = new Set(['error', 'invalid', 'timeout', 'unavailable', 'unauthenticated']);
@@ -31,7 +32,7 @@ export function pricer(servers: readonly ServerConfig[]): (server: string, tool:
   };
 }
 
-export function meter(recorder: Recorder, servers: readonly ServerConfig[]): Stage<CallContext> {
+export function meter(recorder: Recorder, servers: readonly ServerConfig[], redactor: Redactor): Stage<CallContext> {
   const price = pricer(servers);
   return async function meter(ctx, next) {
     try {
@@ -43,7 +44,8 @@ export function meter(recorder: Recorder, servers: readonly ServerConfig[]): Sta
           hour: hourOf(ctx.ts),
           consumer_id: ctx.session.identity.consumerId,
           server,
-          tool: ctx.name,
+          // The name is as the agent sent it: it may hold a secret (`nosuch__<key>`).
+          tool: redactor.text(ctx.name),
           calls: 1,
           errors: ERROR_STATUSES.has(status) ? 1 : 0,
           denied: status === 'denied' ? 1 : 0,

@@ -22,9 +22,14 @@ export interface ForwardOptions {
 export function forward({ registry, validator, redactor, admin }: ForwardOptions): Stage<CallContext> {
   return async function forward(ctx) {
     const { server, kind, name, progressToken, invalid } = ctx.request;
-    if (invalid !== undefined) throw new GatewayError('INVALID_ARGUMENTS', `the request is malformed: ${invalid}`);
+    // Refusals before any server is involved are decided by routing (audit `decided_by`).
+    if (invalid !== undefined) {
+      ctx.fail(new GatewayError('INVALID_ARGUMENTS', `the request is malformed: ${invalid}`), 'route');
+      return;
+    }
     if (server === null) {
-      throw new GatewayError('UNKNOWN_TOOL', `no server offers "${name}"; list_tools shows what you can call`, { tool: name });
+      ctx.fail(new GatewayError('UNKNOWN_TOOL', `no server offers "${name}"; list_tools shows what you can call`, { tool: name }), 'route');
+      return;
     }
     if (kind === 'admin') {
       ctx.result = await admin(ctx);

@@ -5,11 +5,15 @@
  * written at most a second later (with the next audit commit, or on their own), so a call's
  * critical path writes one page, not two; `close()` writes what is left.
  *
- * Fail closed without a second write per call: the database keeps a ballast of free space
- * (audit_ballast). When a commit fails because the disk or `max_page_count` is full, the ballast is
- * released and the commit retried, so requests already forwarded are still recorded, and the
- * recorder refuses new requests (`canAccept`) until the ballast can be restored.
+ * Fail closed without a second write per call: space is kept in reserve, twice. Inside the
+ * database, a ballast of pages (audit_ballast) for when `max_page_count` is reached; on disk, a
+ * reserve file beside it (`<database>-reserve`), since in WAL mode every commit grows the -wal
+ * file and freed pages inside the database give no disk space back. When a commit fails because
+ * the disk or the database is full, both are released and the commit retried, so requests already
+ * forwarded are still recorded, and the recorder refuses new requests (`canAccept`) until both
+ * can be restored.
  */
+import { unlinkSync, writeFileSync } from 'node:fs';
 import type { AuditDraft, AuditStore } from '../audit/store.js';
 import type { Logger } from '../log.js';
 import type { UsageDelta, UsageStore } from '../metering/store.js';
@@ -28,6 +32,11 @@ const USAGE_FLUSH_MS = 1_000;
 
 const BALLAST_ROWS = 16;
 const BALLAST_ROW_BYTES = 64 * 1024;
+/**
+ * Disk kept free for the -wal file: room for the records of the requests in flight when the disk
+ * fills (a row of two 16 KiB values is about 40 KiB of WAL frames) and for releasing the ballast.
+ */
+const RESERVE_FILE_BYTES = 4 * 1024 * 1024;
 /** How often a refusing recorder tries to restore its ballast. */
 const PROBE_INTERVAL_MS = 1_000;
 
@@ -41,6 +50,7 @@ export class Recorder {
   private readonly commit: (entries: readonly Entry[], usage: readonly UsageSum[]) => void;
   /** Set by a commit that found the ballast gone (another process sharing the file released it). */
   private ballastGone = false;
+  private readonly reserveFile: string | null;
 
   constructor(
     private readonly db: Db,
@@ -48,6 +58,7 @@ export class Recorder {
     private readonly usage: UsageStore | null,
     private readonly log: Logger,
   ) {
+    this.reserveFile = db.memory ? null : `${db.name}-reserve`;
     const ballastRows = audits ? db.prepare<[], { n: number }>('SELECT count(*) AS n FROM audit_ballast') : null;
     this.commit = db.transaction((entries: readonly Entry[], usage: readonly UsageSum[]) => {
       if (this.audits && entries.length > 0) this.audits.appendInTransaction(entries.map((e) => e.audit));
@@ -63,6 +74,7 @@ export class Recorder {
   prepare(): void {
     if (!this.audits) return;
     try {
+      this.restoreReserve();
       this.restoreBallast();
     } catch (err) {
       const message = (err as Error).message;
@@ -83,6 +95,7 @@ export class Recorder {
     if (now - this.lastProbe < PROBE_INTERVAL_MS) return false;
     this.lastProbe = now;
     try {
+      this.restoreReserve();
       this.restoreBallast();
       this.log.warn(`the database is writable again after ${Math.round((now - this.degraded.since) / 1000)} s; accepting requests`);
       this.degraded = null;
@@ -172,7 +185,9 @@ export class Recorder {
       this.degrade(err as Error);
       if (!isFull(err)) throw err;
     }
-    // Full: give the ballast's pages to the records of requests that already ran, and retry.
+    // Full: give the reserve to the records of requests that already ran, and retry. The file
+    // first: releasing the ballast is itself a write to the -wal file, which needs disk space.
+    this.releaseReserve();
     this.db.prepare('DELETE FROM audit_ballast').run();
     this.commit(entries, usage);
   }
@@ -182,6 +197,30 @@ export class Recorder {
     this.degraded = { since: Date.now(), reason: err.message };
     this.lastProbe = Date.now();
     this.log.error(`cannot write the database (${err.message}); refusing new requests until it can`);
+  }
+
+  /** Writes the reserve file (zeros, so the space is allocated, not sparse); throws when it cannot. */
+  private restoreReserve(): void {
+    if (!this.reserveFile || !this.audits) return;
+    try {
+      writeFileSync(this.reserveFile, Buffer.alloc(RESERVE_FILE_BYTES), { mode: 0o600 });
+    } catch (err) {
+      // A partial file holds space the records may need: remove it.
+      this.releaseReserve();
+      const e = err as NodeJS.ErrnoException;
+      throw Object.assign(new Error(`cannot reserve ${RESERVE_FILE_BYTES} bytes of disk in ${this.reserveFile}: ${e.message}`), {
+        code: e.code === 'ENOSPC' ? 'SQLITE_FULL' : e.code,
+      });
+    }
+  }
+
+  private releaseReserve(): void {
+    if (!this.reserveFile) return;
+    try {
+      unlinkSync(this.reserveFile);
+    } catch {
+      // not there
+    }
   }
 
   /**

@@ -183,7 +183,7 @@ describe('init', () => {
     expect(existsSync(file)).toBe(true);
     const gitignore = readFileSync(path.join(dir, '.gitignore'), 'utf8').split('\n');
     expect(gitignore[0]).toBe('node_modules');
-    for (const entry of ['mcp-gateway.db', 'mcp-gateway.db-wal', 'mcp-gateway.db-shm']) expect(gitignore).toContain(entry);
+    for (const entry of ['mcp-gateway.db', 'mcp-gateway.db-wal', 'mcp-gateway.db-shm', 'mcp-gateway.db-reserve']) expect(gitignore).toContain(entry);
 
     // Again: refused (exit 2), the file left as the user edited it.
     writeFileSync(file, `${readFileSync(file, 'utf8')}\n# my edit\n`);

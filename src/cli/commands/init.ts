@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { initTemplate } from '../template.js';
 import { usageError } from '../errors.js';
 
-const IGNORE_LINES = ['mcp-gateway.db', 'mcp-gateway.db-wal', 'mcp-gateway.db-shm'];
+const IGNORE_LINES = ['mcp-gateway.db', 'mcp-gateway.db-wal', 'mcp-gateway.db-shm', 'mcp-gateway.db-reserve'];
 
 /** The demo server inside this package (dist/cli/commands → ../../../demo). */
 export function demoServerPath(): string {
