@@ -168,7 +168,8 @@ async function main() {
 
     console.log('\nIn-process cost of the pipeline per call (no stdio; the forward step answers at once):');
     const costs = await pipelineCosts(path.join(dir, 'costs'));
-    for (const c of costs) console.log(`  ${c.label.padEnd(52)} p50 ${c.p50.toFixed(1).padStart(6)} µs   mean ${c.mean.toFixed(1).padStart(6)} µs`);
+    for (const c of costs)
+      console.log(`  ${c.label.padEnd(52)} p50 ${c.p50.toFixed(1).padStart(6)} µs   mean ${c.mean.toFixed(1).padStart(6)} µs`);
     const [base, auth, full] = costs;
     console.log(`  identity + policy + buckets over the bare forward: +${(auth.p50 - base.p50).toFixed(1)} µs at p50`);
     console.log(`  audit + metering over the un-audited path:        +${(full.p50 - auth.p50).toFixed(1)} µs at p50`);

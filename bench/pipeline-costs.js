@@ -58,7 +58,14 @@ export async function pipelineCosts(dir) {
     rateBurst: null,
     rotatedFrom: null,
   });
-  const identity = Object.freeze({ consumerId: 'bench', keyId: 'benchkey', method: 'api-key', roles: ['bench'], claims: {}, expiresAt: null });
+  const identity = Object.freeze({
+    consumerId: 'bench',
+    keyId: 'benchkey',
+    method: 'api-key',
+    roles: ['bench'],
+    claims: {},
+    expiresAt: null,
+  });
   // The same per-request check a database key gets: one indexed lookup.
   const session = new Session(identity, (id) => {
     const s = keys.state(id.keyId);
@@ -74,10 +81,7 @@ export async function pipelineCosts(dir) {
   audits.checkMode();
   const recorder = new Recorder(db, audits, new UsageStore(db), silentLogger);
   recorder.prepare();
-  const recording = [
-    audit({ recorder, config: config.audit, redactor, log: silentLogger }),
-    meter(recorder, config.servers, redactor),
-  ];
+  const recording = [audit({ recorder, config: config.audit, redactor, log: silentLogger }), meter(recorder, config.servers, redactor)];
 
   const variants = [
     { label: 'bare forward', stages: [settle(silentLogger), forward] },

@@ -76,13 +76,19 @@ async function soak(dir) {
   const rows = handle.prepare('SELECT count(*) AS n FROM audit_log').get().n;
   const usage = handle.prepare("SELECT sum(calls) AS calls, sum(errors) AS errors FROM usage_hourly WHERE server = 'echo'").get();
   handle.close();
-  console.log(`soak: ${CALLS} audited calls, ${IN_FLIGHT} in flight, ${seconds.toFixed(1)} s (${Math.round(CALLS / seconds)} calls/s), ${errors} errors`);
+  console.log(
+    `soak: ${CALLS} audited calls, ${IN_FLIGHT} in flight, ${seconds.toFixed(1)} s (${Math.round(CALLS / seconds)} calls/s), ${errors} errors`,
+  );
   console.log(
     `  gateway RSS: start ${rss.start.toFixed(0)} MB, after ${marks.warm} calls ${rss.warm.toFixed(0)} MB, middle ${rss.middle.toFixed(0)} MB, end ${rss.end.toFixed(0)} MB` +
       ` (growth after warm-up ${(((rss.end - rss.warm) / rss.warm) * 100).toFixed(1)}%)`,
   );
-  console.log(`  audit: ${rows} rows, chain ${verify.ok ? `verifies (${verify.rows} rows)` : `BROKEN at seq ${verify.seq}: ${verify.reason}`}`);
-  console.log(`  usage: calls ${usage.calls} (= ${usage.calls === CALLS ? 'the number of calls' : `NOT ${CALLS}`}), errors ${usage.errors}`);
+  console.log(
+    `  audit: ${rows} rows, chain ${verify.ok ? `verifies (${verify.rows} rows)` : `BROKEN at seq ${verify.seq}: ${verify.reason}`}`,
+  );
+  console.log(
+    `  usage: calls ${usage.calls} (= ${usage.calls === CALLS ? 'the number of calls' : `NOT ${CALLS}`}), errors ${usage.errors}`,
+  );
   return errors === 0 && verify.ok && rows === CALLS && usage.calls === CALLS;
 }
 
@@ -99,7 +105,9 @@ async function coldStart(dir) {
   }
   const allMs = performance.now() - t0;
   await client.close();
-  console.log(`cold start: ${CHILDREN} children; initialize answered after ${initMs.toFixed(0)} ms, all ${CHILDREN} ready after ${allMs.toFixed(0)} ms`);
+  console.log(
+    `cold start: ${CHILDREN} children; initialize answered after ${initMs.toFixed(0)} ms, all ${CHILDREN} ready after ${allMs.toFixed(0)} ms`,
+  );
 }
 
 const dir = mkdtempSync(path.join(tmpdir(), 'mcpgw-soak-'));

@@ -27,7 +27,8 @@ const cli = (...args) => execFileSync(process.execPath, [BIN, ...args, '--config
 function show(result) {
   const error = result._meta?.['mcp-gateway/error'];
   const text = result.content?.find((c) => c.type === 'text')?.text ?? JSON.stringify(result);
-  if (error) console.log(`   refused: ${error.code}${error.retryAfterMs ? ` (retry after ${error.retryAfterMs} ms)` : ''}\n   ${dim(text)}`);
+  if (error)
+    console.log(`   refused: ${error.code}${error.retryAfterMs ? ` (retry after ${error.retryAfterMs} ms)` : ''}\n   ${dim(text)}`);
   else console.log(`   ${result.isError ? 'tool error' : 'ok'}: ${text}`);
 }
 
@@ -41,7 +42,9 @@ try {
 
   heading('An operator creates an API key for an agent with the "reader" role');
   const created = JSON.parse(cli('keys', 'create', 'demo agent', 'demo-agent', 'reader', '--json'));
-  console.log(`   key ${created.id} for consumer "${created.consumerId}", roles [${created.roles}]  ${dim('(the key itself is printed once; only its bcrypt hash is stored)')}`);
+  console.log(
+    `   key ${created.id} for consumer "${created.consumerId}", roles [${created.roles}]  ${dim('(the key itself is printed once; only its bcrypt hash is stored)')}`,
+  );
 
   heading('The agent starts `mcp-gateway serve` with that key, as Claude Desktop would');
   const transport = new StdioClientTransport({
@@ -53,7 +56,9 @@ try {
   const client = new Client({ name: 'demo-agent', version: '1.0.0' });
   const t0 = performance.now();
   await client.connect(transport);
-  console.log(`   connected to ${client.getServerVersion()?.name} ${client.getServerVersion()?.version} in ${Math.round(performance.now() - t0)} ms`);
+  console.log(
+    `   connected to ${client.getServerVersion()?.name} ${client.getServerVersion()?.version} in ${Math.round(performance.now() - t0)} ms`,
+  );
 
   heading('It lists its tools: only what the reader policy allows (no refund_order, no admin tools)');
   const { tools } = await client.listTools();

@@ -6,15 +6,7 @@
 
 /** Audit status of a request (design §6). */
 export type AuditStatus =
-  | 'ok'
-  | 'error'
-  | 'denied'
-  | 'rate_limited'
-  | 'unauthenticated'
-  | 'invalid'
-  | 'timeout'
-  | 'unavailable'
-  | 'cancelled';
+  'ok' | 'error' | 'denied' | 'rate_limited' | 'unauthenticated' | 'invalid' | 'timeout' | 'unavailable' | 'cancelled';
 
 interface CodeInfo {
   /** Status written to the audit log for a request refused with this code. */
@@ -43,7 +35,11 @@ export const ERROR_CODES = {
   TIMEOUT: { status: 'timeout', rpcCode: -32011, meaning: 'The server did not answer within timeoutMs.' },
   CANCELLED: { status: 'cancelled', rpcCode: -32012, meaning: 'The agent cancelled the request.' },
   UPSTREAM_ERROR: { status: 'error', rpcCode: -32013, meaning: 'The server answered with an error.' },
-  INTERNAL_ERROR: { status: 'error', rpcCode: -32603, meaning: 'The gateway itself failed (a bug); details are in its log, not in the reply.' },
+  INTERNAL_ERROR: {
+    status: 'error',
+    rpcCode: -32603,
+    meaning: 'The gateway itself failed (a bug); details are in its log, not in the reply.',
+  },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

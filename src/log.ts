@@ -64,9 +64,7 @@ export class RootLogger extends StderrLogger {
   }
 }
 
-export function createLogger(
-  options: { level?: string | undefined; sink?: LogSink; redactor?: Redactor } = {},
-): RootLogger {
+export function createLogger(options: { level?: string | undefined; sink?: LogSink; redactor?: Redactor } = {}): RootLogger {
   const name = (options.level ?? process.env['MCP_GATEWAY_LOG_LEVEL'] ?? 'info').toLowerCase();
   const level = name in ORDER ? ORDER[name as LogLevel] : ORDER.info;
   const state = { level, redactor: options.redactor ?? new Redactor([]), sink: options.sink ?? process.stderr };

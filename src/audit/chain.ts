@@ -73,5 +73,7 @@ export function columnsOf(row: AuditColumns): AuditColumns {
 
 /** A check value that tells whether a verifier holds the same HMAC key, without revealing it. */
 export function keyCheck(hmacKey: Buffer | null): string {
-  return hmacKey ? `hmac-sha256:${createHmac('sha256', hmacKey).update('mcp-gateway audit key check').digest('hex').slice(0, 16)}` : 'sha256';
+  return hmacKey
+    ? `hmac-sha256:${createHmac('sha256', hmacKey).update('mcp-gateway audit key check').digest('hex').slice(0, 16)}`
+    : 'sha256';
 }

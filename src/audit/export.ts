@@ -49,7 +49,9 @@ const CHUNK_CHARS = 64 * 1024;
 export async function exportAudit(db: Db, format: ExportFormat, out: Writable, range: TimeRange = {}): Promise<number> {
   const line = format === 'csv' ? csvLine : jsonLine;
   const { where, params } = rangeWhere(db, range);
-  const rows = db.prepare(`SELECT * FROM audit_log WHERE ${where.join(' AND ')} ORDER BY seq`).iterate(params) as IterableIterator<AuditRow>;
+  const rows = db
+    .prepare(`SELECT * FROM audit_log WHERE ${where.join(' AND ')} ORDER BY seq`)
+    .iterate(params) as IterableIterator<AuditRow>;
 
   let count = 0;
   let chunk = format === 'csv' ? `${AUDIT_COLUMNS.join(',')}\r\n` : '';

@@ -73,7 +73,12 @@ export interface AuditStats {
   readonly byServer: readonly { server: string | null; count: number }[];
   readonly byConsumer: readonly { consumer: string | null; count: number }[];
   /** Nearest-rank percentiles of latency_ms; null when there are no rows. */
-  readonly latencyMs: { readonly p50: number | null; readonly p95: number | null; readonly max: number | null; readonly avg: number | null };
+  readonly latencyMs: {
+    readonly p50: number | null;
+    readonly p95: number | null;
+    readonly max: number | null;
+    readonly avg: number | null;
+  };
 }
 
 /**

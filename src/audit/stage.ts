@@ -27,7 +27,10 @@ export function audit({ recorder, config, redactor, log }: AuditStageOptions): S
   return async function audit(ctx, next) {
     if (!recorder.canAccept()) {
       ctx.fail(
-        new GatewayError('INTERNAL_ERROR', 'the audit log cannot be written, so the request was not forwarded; the gateway operator must fix it'),
+        new GatewayError(
+          'INTERNAL_ERROR',
+          'the audit log cannot be written, so the request was not forwarded; the gateway operator must fix it',
+        ),
         'audit',
       );
       return;

@@ -50,7 +50,8 @@ export class AuditStore {
           this.db.prepare("UPDATE audit_meta SET value = ? WHERE key = 'chain'").run(want);
           return;
         }
-        const describe = (m: string) => (m === 'none' ? 'without a hash chain' : m === 'sha256' ? 'with SHA-256' : 'with HMAC-SHA256 and a key');
+        const describe = (m: string) =>
+          m === 'none' ? 'without a hash chain' : m === 'sha256' ? 'with SHA-256' : 'with HMAC-SHA256 and a key';
         throw new AuditChainError(
           `the audit chain in this database was written ${describe(row.value)}, but this config writes ${describe(want)}` +
             (row.value.startsWith('hmac') && want.startsWith('hmac') ? ' (a different key)' : '') +

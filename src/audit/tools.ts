@@ -28,7 +28,11 @@ function timeArg(ctx: CallContext, field: 'since' | 'until'): string | undefined
   if (value === undefined) return undefined;
   const iso = instantOf(value);
   if (iso === null) {
-    throw new GatewayError('INVALID_ARGUMENTS', `"${field}" must be an ISO 8601 date such as 2026-11-01T00:00:00Z or a duration such as 24h`, { field });
+    throw new GatewayError(
+      'INVALID_ARGUMENTS',
+      `"${field}" must be an ISO 8601 date such as 2026-11-01T00:00:00Z or a duration such as 24h`,
+      { field },
+    );
   }
   return iso;
 }
@@ -57,7 +61,13 @@ export function auditTools(_config: GatewayConfig): (deps: ExtraToolDeps) => rea
         inputSchema: {
           type: 'object',
           properties: {
-            limit: { type: 'integer', minimum: 1, maximum: MAX_LOG_LIMIT, default: DEFAULT_LIMIT, description: `Most rows to return (default ${DEFAULT_LIMIT})` },
+            limit: {
+              type: 'integer',
+              minimum: 1,
+              maximum: MAX_LOG_LIMIT,
+              default: DEFAULT_LIMIT,
+              description: `Most rows to return (default ${DEFAULT_LIMIT})`,
+            },
             consumer: { type: 'string', description: 'Only this consumer id' },
             server: { type: 'string', description: 'Only this server id ("gateway" for the gateway\'s own tools)' },
             tool: { type: 'string', description: "Only this tool or prompt name (the server's own name), or resource URI" },
@@ -107,7 +117,8 @@ export function auditTools(_config: GatewayConfig): (deps: ExtraToolDeps) => rea
         tools.validator.check('gateway', verify.definition, ctx.arguments);
         const text = ctx.arguments?.['anchor'] as string | undefined;
         const anchor = text === undefined ? undefined : parseAnchor(text);
-        if (anchor === null) throw new GatewayError('INVALID_ARGUMENTS', '"anchor" must be "seq:hash" as printed by `audit head`', { field: 'anchor' });
+        if (anchor === null)
+          throw new GatewayError('INVALID_ARGUMENTS', '"anchor" must be "seq:hash" as printed by `audit head`', { field: 'anchor' });
         const result = await verifyChainAsync(deps.db, { hmacKey: deps.hmacKey, anchor });
         return jsonResult({ ...result });
       },
@@ -146,7 +157,12 @@ export function auditTools(_config: GatewayConfig): (deps: ExtraToolDeps) => rea
             consumerId: { type: 'string', description: 'Only this consumer' },
             since: timeProperty('From this hour on'),
             until: timeProperty('Before this time'),
-            by: { type: 'string', enum: [...USAGE_GROUPS], default: 'consumer', description: 'Group by consumer, server or tool (default consumer)' },
+            by: {
+              type: 'string',
+              enum: [...USAGE_GROUPS],
+              default: 'consumer',
+              description: 'Group by consumer, server or tool (default consumer)',
+            },
           },
           additionalProperties: false,
         },

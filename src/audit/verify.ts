@@ -125,7 +125,23 @@ function readMode(db: Db): string | null {
  * UTF-8), the hash does not match and the row is checked again with `rowHash`, the definition.
  */
 const CANONICAL_SQL = `prev_hash || json_object(${(
-  ['arguments', 'auth_method', 'consumer_id', 'decided_by', 'error', 'key_id', 'kind', 'latency_ms', 'name', 'result', 'roles', 'seq', 'server', 'status', 'ts'] as const
+  [
+    'arguments',
+    'auth_method',
+    'consumer_id',
+    'decided_by',
+    'error',
+    'key_id',
+    'kind',
+    'latency_ms',
+    'name',
+    'result',
+    'roles',
+    'seq',
+    'server',
+    'status',
+    'ts',
+  ] as const
 )
   .map((c) => `'${c}', ${c}`)
   .join(', ')})`;
@@ -153,9 +169,11 @@ class VerifyRun {
     this.walker = new ChainWalker(readMode(db), options);
     const key = options.hmacKey;
     this.digest = key ? (t) => createHmac('sha256', key).update(t).digest('hex') : (t) => createHash('sha256').update(t).digest('hex');
-    this.fast = db.prepare<[number | bigint], [number, string, string, string]>(
-      `SELECT seq, prev_hash, hash, ${CANONICAL_SQL} FROM audit_log WHERE seq > ? ORDER BY seq`,
-    ).raw(true);
+    this.fast = db
+      .prepare<[number | bigint], [number, string, string, string]>(
+        `SELECT seq, prev_hash, hash, ${CANONICAL_SQL} FROM audit_log WHERE seq > ? ORDER BY seq`,
+      )
+      .raw(true);
     this.slow = db.prepare<[number | bigint], AuditRow>('SELECT * FROM audit_log WHERE seq > ? ORDER BY seq');
     this.byseq = db.prepare<[number], AuditRow>('SELECT * FROM audit_log WHERE seq = ?');
   }
@@ -313,7 +331,11 @@ function classify(db: Db, w: ChainWalker, p: Problem): VerifyFailure {
     case 'unchained':
       return w.fail(s, 'unchained', 'the log was written with audit.hashChain off: its rows carry no hashes and cannot be verified');
     case 'anchor':
-      return w.fail(s, 'anchor-mismatch', `row ${s} has hash ${row.hash}, not the anchor's ${w.anchor!.hash}: the log was rewritten up to row ${s}`);
+      return w.fail(
+        s,
+        'anchor-mismatch',
+        `row ${s} has hash ${row.hash}, not the anchor's ${w.anchor!.hash}: the log was rewritten up to row ${s}`,
+      );
     case 'gap': {
       if (s <= w.prevSeq) return w.fail(s, 'modified', `row ${s} has a seq out of order (the chain starts at 1)`);
       const from = w.prevSeq + 1;
@@ -343,7 +365,11 @@ function classify(db: Db, w: ChainWalker, p: Problem): VerifyFailure {
     case 'hash': {
       if (w.modeMismatch && w.rows === 0) return w.fail(s, 'wrong-key', w.metaMismatchDetail(false));
       if (w.key && rowHash(row.prev_hash, row, null) === row.hash) {
-        return w.fail(s, 'wrong-key', `row ${s} is hashed with plain SHA-256, not with the HMAC key: it was written (or rewritten) without the key`);
+        return w.fail(
+          s,
+          'wrong-key',
+          `row ${s} is hashed with plain SHA-256, not with the HMAC key: it was written (or rewritten) without the key`,
+        );
       }
       const orNoKey = !w.key && w.storedMode === null && w.rows === 0 ? ' (or the log is HMAC-SHA256 and no key was given)' : '';
       return w.fail(s, 'modified', `row ${s} does not match its hash: a column was changed after it was written${orNoKey}`);

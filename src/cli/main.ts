@@ -16,8 +16,7 @@ import { keysCreate, keysHash, keysList, keysRevoke, keysRotate } from './comman
 import { auditExportCommand, auditHeadCommand, auditLogCommand, auditStatsCommand, auditVerifyCommand } from './commands/audit.js';
 import { usageCommand } from './commands/usage.js';
 
-const configOption = () =>
-  new Option('-c, --config <file>', 'gateway.yaml to use (default: $MCP_GATEWAY_CONFIG, else ./gateway.yaml)');
+const configOption = () => new Option('-c, --config <file>', 'gateway.yaml to use (default: $MCP_GATEWAY_CONFIG, else ./gateway.yaml)');
 const jsonOption = () => new Option('--json', 'print JSON instead of a table');
 
 export function buildProgram(): Command {
@@ -89,10 +88,7 @@ export function buildProgram(): Command {
     .addOption(configOption())
     .addOption(jsonOption())
     .action(keysRotate);
-  keys
-    .command('hash')
-    .description('read a key on stdin and print its bcrypt hash, for `auth.apiKeys.static[].hash`')
-    .action(keysHash);
+  keys.command('hash').description('read a key on stdin and print its bcrypt hash, for `auth.apiKeys.static[].hash`').action(keysHash);
 
   const timeOptions = (cmd: Command) =>
     cmd
@@ -107,7 +103,10 @@ export function buildProgram(): Command {
       .option('--consumer <consumerId>', 'only this consumer')
       .option('--server <serverId>', 'only this server ("gateway" for its own tools)')
       .option('--tool <name>', "only this tool or prompt (the server's own name) or resource URI")
-      .option('--status <status>', 'only this outcome: ok, error, denied, rate_limited, unauthenticated, invalid, timeout, unavailable, cancelled'),
+      .option(
+        '--status <status>',
+        'only this outcome: ok, error, denied, rate_limited, unauthenticated, invalid, timeout, unavailable, cancelled',
+      ),
   )
     .addOption(configOption())
     .addOption(jsonOption())

@@ -118,7 +118,8 @@ function describeIssue(error: z.ZodError): [string, string] {
   let reason = issue.message;
   if (issue.code === 'invalid_type' && /received undefined/.test(reason)) reason = 'required';
   else if (issue.code === 'invalid_key') reason = issue.issues[0]?.message ?? reason;
-  else if (issue.code === 'unrecognized_keys') reason = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  else if (issue.code === 'unrecognized_keys')
+    reason = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem${error.issues.length > 2 ? 's' : ''})` : '';
   return [formatPath(issue.path), reason + more];
 }
@@ -132,10 +133,7 @@ function resolvePaths(config: GatewayConfig, dir: string): GatewayConfig {
     servers: config.servers.map((s) => ({ ...s, cwd: resolve(s.cwd ?? '.') })),
     auth: {
       ...config.auth,
-      jwt:
-        jwt?.publicKey !== undefined && !jwt.publicKey.includes('-----BEGIN')
-          ? { ...jwt, publicKey: resolve(jwt.publicKey) }
-          : jwt,
+      jwt: jwt?.publicKey !== undefined && !jwt.publicKey.includes('-----BEGIN') ? { ...jwt, publicKey: resolve(jwt.publicKey) } : jwt,
     },
   };
 }

@@ -9,8 +9,7 @@ import { globProblem } from './glob.js';
 /** Numbers may arrive as strings after `${VAR}` interpolation ("60000"). */
 const num = (schema: z.ZodNumber) =>
   z.preprocess((v) => (typeof v === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v), schema);
-const bool = () =>
-  z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean());
+const bool = () => z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean());
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => num(z.number().int().min(min).max(max));
 
 export const SERVER_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,31}$/;
@@ -78,7 +77,10 @@ const staticKeySchema = z
     name: z.string().optional(),
     consumerId: nonEmpty,
     roles: z.array(nonEmpty).default([]),
-    hash: z.string().regex(/^\$2[aby]\$\d\d\$.{53}$/, 'must be a bcrypt hash (from `mcp-gateway keys hash`)').optional(),
+    hash: z
+      .string()
+      .regex(/^\$2[aby]\$\d\d\$.{53}$/, 'must be a bcrypt hash (from `mcp-gateway keys hash`)')
+      .optional(),
     key: z.string().optional(),
     expiresAt: dateTime.optional(),
     enabled: bool().default(true),
@@ -89,11 +91,20 @@ const staticKeySchema = z
   });
 
 const JWT_ALGORITHMS = [
-  'HS256', 'HS384', 'HS512',
-  'RS256', 'RS384', 'RS512',
-  'PS256', 'PS384', 'PS512',
-  'ES256', 'ES384', 'ES512',
-  'EdDSA', 'Ed25519',
+  'HS256',
+  'HS384',
+  'HS512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
 ] as const;
 
 const jwtSchema = z
@@ -122,7 +133,8 @@ const jwtSchema = z
     // Mixing families is how HS/RS confusion attacks start: the public key used as an HMAC secret.
     if (hmac && asym) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'do not mix HS* with asymmetric algorithms' });
     if (hmac && j.secret === undefined) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'HS* algorithms need secret' });
-    if (asym && j.secret !== undefined) ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'a secret only verifies HS* algorithms' });
+    if (asym && j.secret !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'a secret only verifies HS* algorithms' });
     if (j.secret !== undefined && j.secret.length < 32) {
       ctx.addIssue({ code: 'custom', path: ['secret'], message: 'must be at least 32 characters' });
     }
@@ -155,7 +167,11 @@ const conditionSchema = z
   })
   .superRefine((c, ctx) => {
     const ops = Object.keys(c).filter((k) => (c as Record<string, unknown>)[k] !== undefined);
-    if (ops.length === 0) ctx.addIssue({ code: 'custom', message: 'give at least one operator (eq, ne, in, notIn, glob, regex, lt, lte, gt, gte, exists, maxLength)' });
+    if (ops.length === 0)
+      ctx.addIssue({
+        code: 'custom',
+        message: 'give at least one operator (eq, ne, in, notIn, glob, regex, lt, lte, gt, gte, exists, maxLength)',
+      });
     if (c.regex !== undefined) {
       try {
         // Templates (${consumer.id}) are filled in per call; check the pattern around them,
@@ -175,10 +191,7 @@ const ruleSchema = z
     resource: glob.optional(),
     action: z.enum(['allow', 'deny', 'forbid']),
     when: z
-      .record(
-        z.string().regex(/^args\.[^.\s]+(\.[^.\s]+)*$/, 'conditions are on arguments: args.<dotted.path>'),
-        conditionSchema,
-      )
+      .record(z.string().regex(/^args\.[^.\s]+(\.[^.\s]+)*$/, 'conditions are on arguments: args.<dotted.path>'), conditionSchema)
       .optional(),
   })
   .refine((r) => [r.tool, r.prompt, r.resource].filter((x) => x !== undefined).length <= 1, {
@@ -214,7 +227,10 @@ const auditSchema = z
   .strictObject({
     enabled: bool().default(true),
     hashChain: bool().default(true),
-    hmacKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+    hmacKeyEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      .optional(),
     recordArguments: bool().default(true),
     recordResults: bool().default(true),
     maxRecordBytes: int(64).default(16_384),
@@ -270,9 +286,18 @@ export const configSchema = z
         seen.add(id);
       });
     };
-    dup(c.servers.map((s) => s.id), ['servers']);
-    dup(c.policies.map((p) => p.id), ['policies']);
-    dup(c.auth.apiKeys.static.map((k) => k.id), ['auth', 'apiKeys', 'static']);
+    dup(
+      c.servers.map((s) => s.id),
+      ['servers'],
+    );
+    dup(
+      c.policies.map((p) => p.id),
+      ['policies'],
+    );
+    dup(
+      c.auth.apiKeys.static.map((k) => k.id),
+      ['auth', 'apiKeys', 'static'],
+    );
   });
 
 export type GatewayConfig = z.infer<typeof configSchema>;

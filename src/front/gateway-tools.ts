@@ -44,7 +44,7 @@ const call: GatewayTool = {
     title: 'Call a tool through the gateway',
     description:
       'Calls any tool you may use, by its full name ("<server>__<tool>") or by its own name when only one server has it. ' +
-      'The result is the tool\'s own result. Use list_tools to see what is available.',
+      "The result is the tool's own result. Use list_tools to see what is available.",
     inputSchema: {
       type: 'object',
       properties: {
@@ -99,7 +99,9 @@ const listTools: GatewayTool = {
         (t) =>
           query === undefined ||
           t.exposedName.toLowerCase().includes(query) ||
-          String(t.entry['description'] ?? '').toLowerCase().includes(query),
+          String(t.entry['description'] ?? '')
+            .toLowerCase()
+            .includes(query),
       )
       .map((t) => ({
         name: t.exposedName,
@@ -142,7 +144,7 @@ const serverStatus: GatewayTool = {
     name: 'server_status',
     title: 'Health of the servers behind the gateway',
     description:
-      'Shows each server\'s state, process id, restarts, last exit and error, the last lines of its stderr (secrets redacted), ' +
+      "Shows each server's state, process id, restarts, last exit and error, the last lines of its stderr (secrets redacted), " +
       'tools left out of the lists and why, and resource URIs claimed by more than one server.',
     inputSchema: {
       type: 'object',

@@ -213,7 +213,10 @@ export class Front {
       const invalid = shapeProblem(params, 'name');
       const route: Route = invalid
         ? { kind: 'tool', server: null, name: describe(name), arguments: undefined, entryPoint: false, invalid }
-        : await this.routeOnceSettled(() => this.routeTool(name as string, args as Record<string, unknown> | undefined), (r) => r.server);
+        : await this.routeOnceSettled(
+            () => this.routeTool(name as string, args as Record<string, unknown> | undefined),
+            (r) => r.server,
+          );
       const ctx = await this.context(route, params, extra);
       await this.o.pipeline(ctx);
       return ctx.error ? toolErrorResult(ctx.error) : ctx.result;
@@ -280,8 +283,17 @@ export class Front {
       const uri = params['uri'];
       this.ensureStarted();
       const invalid = shapeProblem(params, 'uri');
-      const server = invalid ? null : await this.routeOnceSettled(() => this.resourceOwner(uri as string), (owner) => owner);
-      const ctx = await this.context({ kind: 'resource', server, name: describe(uri), arguments: undefined, entryPoint: false, invalid }, params, extra);
+      const server = invalid
+        ? null
+        : await this.routeOnceSettled(
+            () => this.resourceOwner(uri as string),
+            (owner) => owner,
+          );
+      const ctx = await this.context(
+        { kind: 'resource', server, name: describe(uri), arguments: undefined, entryPoint: false, invalid },
+        params,
+        extra,
+      );
       return this.settled(ctx);
     });
 
@@ -291,7 +303,10 @@ export class Front {
         if (typeof uri !== 'string') throw new RpcError(-32602, 'Invalid params: "uri" must be a string');
         const identity = await this.identityOrThrow();
         this.ensureStarted();
-        const server = await this.routeOnceSettled(() => this.resourceOwner(uri), (owner) => owner);
+        const server = await this.routeOnceSettled(
+          () => this.resourceOwner(uri),
+          (owner) => owner,
+        );
         if (server === null) throw toRpcError(new GatewayError('UNKNOWN_TOOL', `no server offers resource "${uri}"`), 'resource');
         if (!this.mayAllow({ server, kind: 'resource', name: uri }, identity)) {
           throw toRpcError(new GatewayError('FORBIDDEN', `you may not read "${uri}"`), 'resource');
@@ -342,7 +357,10 @@ export class Front {
       } else if (ref?.type === 'ref/resource' && typeof ref.uri === 'string') {
         const uri = ref.uri;
         this.ensureStarted();
-        const owner = await this.routeOnceSettled(() => this.templateOwner(uri), (o) => o);
+        const owner = await this.routeOnceSettled(
+          () => this.templateOwner(uri),
+          (o) => o,
+        );
         if (owner && this.mayAllow({ server: owner, kind: 'resource', name: ref.uri }, identity)) {
           server = owner;
           forwardRef = { ...ref };

@@ -17,7 +17,12 @@ export interface NewKey {
 export class KeyAdminError extends Error {}
 
 /** Creates a key; its id never collides with a static key of the config or an existing key. */
-export function issueKey(store: KeyStore, config: GatewayConfig, spec: NewKey, rotatedFrom: string | null = null): { record: KeyRecord; key: string } {
+export function issueKey(
+  store: KeyStore,
+  config: GatewayConfig,
+  spec: NewKey,
+  rotatedFrom: string | null = null,
+): { record: KeyRecord; key: string } {
   const fresh = prepareKey(store, config, spec, rotatedFrom);
   store.insert(fresh.record);
   return fresh;

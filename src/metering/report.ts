@@ -45,7 +45,10 @@ export function usageReport(
 ): UsageReport {
   const group: UsageGroup[] = q.by === 'tool' ? ['server', 'tool'] : [q.by];
   const rows = store.query({ since: q.since, until: q.until, consumerId: q.consumerId, by: group });
-  const shape = (r: Omit<UsageRow, 'consumer_id' | 'server' | 'tool'>, keys: Partial<Record<'consumer' | 'server' | 'tool', string>>): UsageReportRow => ({
+  const shape = (
+    r: Omit<UsageRow, 'consumer_id' | 'server' | 'tool'>,
+    keys: Partial<Record<'consumer' | 'server' | 'tool', string>>,
+  ): UsageReportRow => ({
     ...keys,
     calls: r.calls,
     errors: r.errors,

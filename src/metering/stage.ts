@@ -41,16 +41,16 @@ export function meter(recorder: Recorder, servers: readonly ServerConfig[], reda
       const status = ctx.status;
       const server = ctx.server ?? '(unknown)';
       recorder.addUsage({
-          hour: hourOf(ctx.ts),
-          consumer_id: ctx.session.identity.consumerId,
-          server,
-          // The name is as the agent sent it: it may hold a secret (`nosuch__<key>`).
-          tool: redactor.text(ctx.name),
-          calls: 1,
-          errors: ERROR_STATUSES.has(status) ? 1 : 0,
-          denied: status === 'denied' ? 1 : 0,
-          rate_limited: status === 'rate_limited' ? 1 : 0,
-          latency_ms: ctx.elapsedMs(),
+        hour: hourOf(ctx.ts),
+        consumer_id: ctx.session.identity.consumerId,
+        server,
+        // The name is as the agent sent it: it may hold a secret (`nosuch__<key>`).
+        tool: redactor.text(ctx.name),
+        calls: 1,
+        errors: ERROR_STATUSES.has(status) ? 1 : 0,
+        denied: status === 'denied' ? 1 : 0,
+        rate_limited: status === 'rate_limited' ? 1 : 0,
+        latency_ms: ctx.elapsedMs(),
         cost: ctx.forwarded ? price(server, ctx.name) : 0,
       });
     }

@@ -119,9 +119,7 @@ function compileRef(reference: string): Ref | null {
   // references; `${consumer}` or `${claim.x}` are typos, refused rather than matched literally.
   const trimmed = reference.trim();
   if (/^[A-Za-z_]/.test(trimmed) && !trimmed.includes(',')) {
-    throw new Error(
-      `unknown template \${${reference}}: use \${consumer.id}, \${consumer.roles}, \${key.id} or \${claims.<path>}`,
-    );
+    throw new Error(`unknown template \${${reference}}: use \${consumer.id}, \${consumer.roles}, \${key.id} or \${claims.<path>}`);
   }
   return null;
 }
@@ -281,7 +279,13 @@ function compileRegexOperand(regex: string): Ref {
   // Validate the fixed part now, so a broken pattern fails at startup and not on first use.
   new RegExp(`^(?:${literals.join('x')})$`, 'u');
   const parts = literals.map((literal, i) => (i === 0 ? '^(?:' : '') + literal + (i === literals.length - 1 ? ')$' : ''));
-  const pattern = new TemplatedPattern(parts, refs.map((_, i) => i), refs, 'u', true);
+  const pattern = new TemplatedPattern(
+    parts,
+    refs.map((_, i) => i),
+    refs,
+    'u',
+    true,
+  );
   return (identity) => pattern.resolve(identity);
 }
 
@@ -367,32 +371,64 @@ function compileChecks(condition: ConditionConfig): Check[] {
   // Cheap type tests first: they reject most wrong arguments before any deep comparison.
   if (c.exists !== undefined) {
     const want = c.exists;
-    add(() => want, (value) => hasValue(value) === want);
+    add(
+      () => want,
+      (value) => hasValue(value) === want,
+    );
   }
-  if (c.lt !== undefined) add(() => c.lt, (v, n) => typeof v === 'number' && Number.isFinite(v) && v < (n as number));
-  if (c.lte !== undefined) add(() => c.lte, (v, n) => typeof v === 'number' && Number.isFinite(v) && v <= (n as number));
-  if (c.gt !== undefined) add(() => c.gt, (v, n) => typeof v === 'number' && Number.isFinite(v) && v > (n as number));
-  if (c.gte !== undefined) add(() => c.gte, (v, n) => typeof v === 'number' && Number.isFinite(v) && v >= (n as number));
+  if (c.lt !== undefined)
+    add(
+      () => c.lt,
+      (v, n) => typeof v === 'number' && Number.isFinite(v) && v < (n as number),
+    );
+  if (c.lte !== undefined)
+    add(
+      () => c.lte,
+      (v, n) => typeof v === 'number' && Number.isFinite(v) && v <= (n as number),
+    );
+  if (c.gt !== undefined)
+    add(
+      () => c.gt,
+      (v, n) => typeof v === 'number' && Number.isFinite(v) && v > (n as number),
+    );
+  if (c.gte !== undefined)
+    add(
+      () => c.gte,
+      (v, n) => typeof v === 'number' && Number.isFinite(v) && v >= (n as number),
+    );
   if (c.maxLength !== undefined) {
     add(
       () => c.maxLength,
-      (v, n) =>
-        typeof v === 'string' ? codePointsAtMost(v, n as number) : Array.isArray(v) ? v.length <= (n as number) : false,
+      (v, n) => (typeof v === 'string' ? codePointsAtMost(v, n as number) : Array.isArray(v) ? v.length <= (n as number) : false),
     );
   }
   // `eq: null` is a literal operand (null equals only null); template refs never yield null, they
   // yield MISSING, so a null claim fails the condition instead of comparing.
   const eq = c.eq;
-  if (eq !== undefined) add(operandOf('eq', () => compileValue(eq)), (v, x) => v !== MISSING && deepEqual(v, x));
+  if (eq !== undefined)
+    add(
+      operandOf('eq', () => compileValue(eq)),
+      (v, x) => v !== MISSING && deepEqual(v, x),
+    );
   const ne = c.ne;
-  if (ne !== undefined) add(operandOf('ne', () => compileValue(ne)), (v, x) => hasValue(v) && !deepEqual(v, x));
+  if (ne !== undefined)
+    add(
+      operandOf('ne', () => compileValue(ne)),
+      (v, x) => hasValue(v) && !deepEqual(v, x),
+    );
   const inList = c.in;
   if (inList !== undefined) {
-    add(operandOf('in', () => compileListOperand(inList)), (v, list) => hasValue(v) && listContains(list, v));
+    add(
+      operandOf('in', () => compileListOperand(inList)),
+      (v, list) => hasValue(v) && listContains(list, v),
+    );
   }
   const notIn = c.notIn;
   if (notIn !== undefined) {
-    add(operandOf('notIn', () => compileListOperand(notIn)), (v, list) => hasValue(v) && !listContains(list, v));
+    add(
+      operandOf('notIn', () => compileListOperand(notIn)),
+      (v, list) => hasValue(v) && !listContains(list, v),
+    );
   }
   const glob = c.glob;
   if (glob !== undefined) {

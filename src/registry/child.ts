@@ -79,8 +79,7 @@ export interface RequestOptions {
 
 /** Accepts any object and returns it as it is: results are forwarded, not re-parsed. */
 const passthrough = z.custom<Record<string, unknown>>((v) => typeof v === 'object' && v !== null && !Array.isArray(v));
-const anyRequest = (method: string) =>
-  z.object({ method: z.literal(method), params: z.record(z.string(), z.unknown()).optional() });
+const anyRequest = (method: string) => z.object({ method: z.literal(method), params: z.record(z.string(), z.unknown()).optional() });
 
 /** How many pages a list may have before the child is considered broken. */
 const MAX_PAGES = 1_000;
@@ -322,8 +321,11 @@ export class ChildServer {
     const relay = (method: string) =>
       // Registered through Protocol, not Client: the Client's own wrapper re-parses the agent's
       // answer with strict schemas that drop unknown fields; the agent's answer goes back as is.
-      Protocol.prototype.setRequestHandler.call(client, anyRequest(method), (req: { method: string; params?: Record<string, unknown> }, extra: { signal: AbortSignal }) =>
-        this.hooks.relayRequest(this, req, extra.signal),
+      Protocol.prototype.setRequestHandler.call(
+        client,
+        anyRequest(method),
+        (req: { method: string; params?: Record<string, unknown> }, extra: { signal: AbortSignal }) =>
+          this.hooks.relayRequest(this, req, extra.signal),
       );
     if (this.capabilities.sampling) relay('sampling/createMessage');
     if (this.capabilities.elicitation) relay('elicitation/create');
@@ -373,11 +375,9 @@ export class ChildServer {
       const items: T[] = [];
       let cursor: string | undefined;
       for (let page = 0; page < MAX_PAGES; page++) {
-        const result = await conn.client.request(
-          { method, params: cursor === undefined ? {} : { cursor } } as Request,
-          passthrough,
-          { timeout },
-        );
+        const result = await conn.client.request({ method, params: cursor === undefined ? {} : { cursor } } as Request, passthrough, {
+          timeout,
+        });
         const entries = result[key];
         if (!Array.isArray(entries)) throw new Error(`${method} answered without a "${key}" list`);
         items.push(...(entries as T[]));
@@ -419,15 +419,13 @@ export class ChildServer {
   private loadRemembered(): Catalog | null {
     try {
       const saved = this.options.catalogCache?.load(this.id, this.fingerprint) as
-        | { tools?: RawEntry[]; prompts?: RawEntry[]; resources?: RawResource[]; resourceTemplates?: RawTemplate[] }
-        | undefined;
+        { tools?: RawEntry[]; prompts?: RawEntry[]; resources?: RawResource[]; resourceTemplates?: RawTemplate[] } | undefined;
       if (!saved || !Array.isArray(saved.tools)) return null;
       return buildCatalog(saved.tools, saved.prompts ?? [], saved.resources ?? [], saved.resourceTemplates ?? []);
     } catch {
       return null;
     }
   }
-
 
   private onConnectionClosed(conn: Connection): void {
     if (conn.closed) return;

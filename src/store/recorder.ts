@@ -178,7 +178,9 @@ export class Recorder {
       this.commit(entries, usage);
       if (this.ballastGone) {
         this.ballastGone = false;
-        this.degrade(new Error('database or disk is full: another gateway process on this file released the space reserved for the audit log'));
+        this.degrade(
+          new Error('database or disk is full: another gateway process on this file released the space reserved for the audit log'),
+        );
       }
       return;
     } catch (err) {
@@ -234,16 +236,21 @@ export class Recorder {
     const count = this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM audit_ballast');
     const insert = this.db.prepare('INSERT INTO audit_ballast (pad) VALUES (zeroblob(?))');
     const dropOne = this.db.prepare('DELETE FROM audit_ballast WHERE id = (SELECT max(id) FROM audit_ballast)');
-    this.db.transaction(() => {
-      const have = count.get()!.n;
-      if (have >= BALLAST_ROWS) dropOne.run();
-      for (let i = Math.min(have, BALLAST_ROWS - 1); i < BALLAST_ROWS; i++) insert.run(BALLAST_ROW_BYTES);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const have = count.get()!.n;
+        if (have >= BALLAST_ROWS) dropOne.run();
+        for (let i = Math.min(have, BALLAST_ROWS - 1); i < BALLAST_ROWS; i++) insert.run(BALLAST_ROW_BYTES);
+      })
+      .immediate();
   }
-
 }
 
 function isFull(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
-  return code === 'SQLITE_FULL' || (typeof code === 'string' && code.startsWith('SQLITE_IOERR')) || /disk is full/i.test(String((err as Error)?.message));
+  return (
+    code === 'SQLITE_FULL' ||
+    (typeof code === 'string' && code.startsWith('SQLITE_IOERR')) ||
+    /disk is full/i.test(String((err as Error)?.message))
+  );
 }

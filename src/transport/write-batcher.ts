@@ -10,7 +10,10 @@ export class WriteBatcher {
   private batch: { promise: Promise<void>; resolve: () => void } | null = null;
   private scheduled = false;
 
-  constructor(private readonly write: (data: string) => boolean | void, private readonly onDrain: (resolve: () => void) => void) {}
+  constructor(
+    private readonly write: (data: string) => boolean | void,
+    private readonly onDrain: (resolve: () => void) => void,
+  ) {}
 
   /** Queues a serialized message; resolves once it has been handed to the stream (and drained, if it had to wait). */
   push(line: string): Promise<void> {

@@ -38,7 +38,10 @@ beforeAll(() => {
   const built = path.join(ROOT, 'dist/cli/commands/audit.js');
   if (!existsSync(built) || statSync(path.join(ROOT, 'dist/cli/main.js')).mtimeMs < newestSource(path.join(ROOT, 'src'))) {
     try {
-      execFileSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe' });
+      execFileSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+        cwd: ROOT,
+        stdio: 'pipe',
+      });
     } catch {
       // Type errors elsewhere still emit JavaScript; the tests below fail if the CLI is unusable.
     }
@@ -109,7 +112,11 @@ function gatewayDir(rows = 20): { dir: string; config: string; db: string } {
   });
   db.transaction(() => {
     audits.appendInTransaction(Array.from({ length: rows }, (_, k) => draft(k + 1)));
-    usage.addInTransaction([delta('alice', 'github', 'search', 3, 0.03), delta('bob', 'github', 'search', 2, 0.02), delta('bob', 'stripe', 'create_charge', 1, 0.5)]);
+    usage.addInTransaction([
+      delta('alice', 'github', 'search', 3, 0.03),
+      delta('bob', 'github', 'search', 2, 0.02),
+      delta('bob', 'stripe', 'create_charge', 1, 0.5),
+    ]);
   }).immediate();
   db.close();
   return { dir, config, db: file };
@@ -151,7 +158,11 @@ describe('audit verify and head', () => {
     const g = gatewayDir(20);
     const anchor = (await cli(['audit', 'head', '--config', g.config])).stdout.trim();
     sql(g.db, 'DELETE FROM audit_log WHERE seq = 7');
-    expect(json(await cli(['audit', 'verify', '--config', g.config, '--json'], withKey))).toMatchObject({ ok: false, seq: 8, reason: 'missing' });
+    expect(json(await cli(['audit', 'verify', '--config', g.config, '--json'], withKey))).toMatchObject({
+      ok: false,
+      seq: 8,
+      reason: 'missing',
+    });
 
     const t = gatewayDir(20);
     const tAnchor = (await cli(['audit', 'head', '--config', t.config, '--json'])).stdout;
@@ -195,16 +206,32 @@ describe('audit log, stats, export', () => {
     expect(entries.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, k) => 30 - k));
     expect(entries[0]!.arguments).toEqual({ q: 'issue 30', note: 'commas, "quotes"\nand a newline' });
 
-    const bob = json(await cli(['audit', 'log', '--config', g.config, '--json', '--consumer', 'bob', '--limit', '3']))['entries'] as { seq: number }[];
+    const bob = json(await cli(['audit', 'log', '--config', g.config, '--json', '--consumer', 'bob', '--limit', '3']))['entries'] as {
+      seq: number;
+    }[];
     expect(bob.map((e) => e.seq)).toEqual([30, 28, 26]);
 
-    const denied = json(await cli(['audit', 'log', '--config', g.config, '--json', '--status', 'denied', '--server', 'github']))['entries'] as {
+    const denied = json(await cli(['audit', 'log', '--config', g.config, '--json', '--status', 'denied', '--server', 'github']))[
+      'entries'
+    ] as {
       seq: number;
     }[];
     expect(denied.map((e) => e.seq)).toEqual([25, 20, 10, 5]);
 
     const ranged = json(
-      await cli(['audit', 'log', '--config', g.config, '--json', '--tool', 'create_charge', '--since', iso(BASE + 10 * 60_000), '--until', iso(BASE + 20 * 60_000)]),
+      await cli([
+        'audit',
+        'log',
+        '--config',
+        g.config,
+        '--json',
+        '--tool',
+        'create_charge',
+        '--since',
+        iso(BASE + 10 * 60_000),
+        '--until',
+        iso(BASE + 20 * 60_000),
+      ]),
     )['entries'] as { seq: number }[];
     expect(ranged.map((e) => e.seq)).toEqual([18, 15, 12]);
 
@@ -257,16 +284,21 @@ describe('audit log, stats, export', () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toBe('');
     const text = readFileSync(out, 'utf8');
-    expect(text.startsWith('seq,ts,consumer_id,key_id,auth_method,roles,server,kind,name,arguments,result,status,error,latency_ms,decided_by,prev_hash,hash\r\n')).toBe(
-      true,
-    );
+    expect(
+      text.startsWith(
+        'seq,ts,consumer_id,key_id,auth_method,roles,server,kind,name,arguments,result,status,error,latency_ms,decided_by,prev_hash,hash\r\n',
+      ),
+    ).toBe(true);
     // Each record ends with its hash; fields holding newlines are quoted, so count hashes.
     expect(text.match(/,[0-9a-f]{64}\r\n/g)).toHaveLength(30);
     expect(text).toContain('"{""q"":""issue 1"",""note"":""commas, \\""quotes\\""\\nand a newline""}"');
 
     const since = await cli(['audit', 'export', '--config', g.config, '--since', iso(BASE + 25 * 60_000)]);
     expect(since.code).toBe(0);
-    const lines = since.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { seq: number; hash: string });
+    const lines = since.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number; hash: string });
     expect(lines.map((l) => l.seq)).toEqual([25, 26, 27, 28, 29, 30]);
   });
 
@@ -324,7 +356,11 @@ describe('gateway tools', () => {
       policies: [
         { id: 'admin', roles: ['admin'], rules: [{ action: 'allow' }, { server: 'gateway', action: 'allow' }] },
         // docs/audit.md: a consumer may read only its own usage.
-        { id: 'own-usage', roles: ['self'], rules: [{ server: 'gateway', tool: 'usage', action: 'allow', when: { 'args.consumerId': { eq: '${consumer.id}' } } }] },
+        {
+          id: 'own-usage',
+          roles: ['self'],
+          rules: [{ server: 'gateway', tool: 'usage', action: 'allow', when: { 'args.consumerId': { eq: '${consumer.id}' } } }],
+        },
       ],
       audit: { hmacKeyEnv: 'AUDIT_KEY' },
     });

@@ -77,10 +77,14 @@ async function toolNames(client: Client): Promise<string[]> {
 
 /** Waits until every name is listed (eager children have started). */
 async function waitListed(client: Client, names: readonly string[]): Promise<void> {
-  await waitFor(async () => {
-    const listed = new Set(await toolNames(client));
-    return names.every((n) => listed.has(n));
-  }, 30_000, `${names.join(', ')} to be listed`);
+  await waitFor(
+    async () => {
+      const listed = new Set(await toolNames(client));
+      return names.every((n) => listed.has(n));
+    },
+    30_000,
+    `${names.join(', ')} to be listed`,
+  );
 }
 
 /** Opens the gateway's database read-only (as `audit verify` does); works beside live gateways. */
@@ -138,7 +142,11 @@ interface Exit {
 }
 
 /** Runs the built CLI with only the given environment; stdin stays open unless `input` is given. */
-function runCli(args: string[], env: Record<string, string> = {}, options: { input?: string; spawn?: SpawnOptions; ms?: number } = {}): Promise<Exit> {
+function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  options: { input?: string; spawn?: SpawnOptions; ms?: number } = {},
+): Promise<Exit> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', TEST_KEY, ...env },
@@ -273,10 +281,14 @@ describe('every outcome is one row', () => {
     expect(errorCode(await call(gw.client, 'echo__echo', { message: 'after revoke' }))).toBe('UNAUTHENTICATED');
     expected.push({ status: 'unauthenticated', server: 'echo', name: 'echo', decided: 'identity', error: /UNAUTHENTICATED/ });
 
-    const rows = await waitFor(() => {
-      const r = readRows(db);
-      return r.length >= expected.length ? r : undefined;
-    }, 10_000, 'every row');
+    const rows = await waitFor(
+      () => {
+        const r = readRows(db);
+        return r.length >= expected.length ? r : undefined;
+      },
+      10_000,
+      'every row',
+    );
     expect(rows.map((r) => r.status)).toEqual(expected.map((e) => e.status));
     rows.forEach((row, i) => {
       const want = expected[i]!;
@@ -399,7 +411,10 @@ describe('several gateway processes on one database', () => {
     for (let g = 0; g < 3; g++) for (let i = 0; i < PER; i++) expect(messages).toContain(`g${g}-m${i}`);
     const ro = openRo(db);
     try {
-      const usage = ro.prepare('SELECT sum(calls) AS calls, sum(errors) AS errors FROM usage_hourly').get() as { calls: number; errors: number };
+      const usage = ro.prepare('SELECT sum(calls) AS calls, sum(errors) AS errors FROM usage_hourly').get() as {
+        calls: number;
+        errors: number;
+      };
       expect(usage).toEqual({ calls: total, errors: 0 });
       // One ballast, however many gateways laid it down at once.
       const ballast = ro.prepare('SELECT count(*) AS n FROM audit_ballast').get() as { n: number };
@@ -457,9 +472,9 @@ describe('secrets never reach the database file', () => {
     expect(textOf(echoedKey)).not.toContain(TEST_KEY);
     // An error carrying the secret, and the `call` entry point with a redacted key.
     expect((await call(gw.client, 'echo__fail', { message: `failed near ${INJECTED}` }))['isError']).toBe(true);
-    expect(
-      textOf(await call(gw.client, 'call', { tool: 'echo__echo', arguments: { message: 'via-call', token: ARGUMENT } })),
-    ).toBe('via-call');
+    expect(textOf(await call(gw.client, 'call', { tool: 'echo__echo', arguments: { message: 'via-call', token: ARGUMENT } }))).toBe(
+      'via-call',
+    );
 
     // While the gateway runs, the rows are in the WAL.
     await waitFor(() => readRows(db).length === 7, 10_000, 'seven rows');
@@ -541,7 +556,10 @@ describe('unusable database files stop `serve` with a one-line reason', () => {
 
     chmodSync(file, 0o444);
     chmodSync(dir, 0o555);
-    restore.push(() => chmodSync(dir, 0o700), () => chmodSync(file, 0o600));
+    restore.push(
+      () => chmodSync(dir, 0o700),
+      () => chmodSync(file, 0o600),
+    );
     const asUser: SpawnOptions = isRoot ? { uid: 65534, gid: 65534 } : {};
 
     const exit = await runCli(['serve', '--config', path.join(dir, 'gateway.yaml')], { MCP_GATEWAY_API_KEY: TEST_KEY }, { spawn: asUser });
@@ -640,7 +658,10 @@ describe('the database at its size limit', () => {
     // Still alive and answering; one clear line about the full database.
     expect(alive(gw.pid)).toBe(true);
     expect(await toolNames(gw.client)).toContain('counter__echo');
-    const fullLines = gw.stderr().split('\n').filter((l) => /database or disk is full/.test(l) && /refusing new requests/.test(l));
+    const fullLines = gw
+      .stderr()
+      .split('\n')
+      .filter((l) => /database or disk is full/.test(l) && /refusing new requests/.test(l));
     expect(fullLines.length, gw.stderr().slice(-3000)).toBeGreaterThanOrEqual(1);
     await stop(gw);
     // The file never grew beyond its limit.
@@ -692,9 +713,18 @@ describe('the database at its size limit', () => {
         .map((l) => (JSON.parse(l) as { args: { message: string } }).args.message.split('-')[0]!),
     );
     // Nothing ran without its record; nothing refused ran; every answer has its row.
-    expect([...forwarded].filter((t) => !recorded.has(t)), 'forwarded but not recorded').toEqual([]);
-    expect([...refused].filter((t) => forwarded.has(t)), 'refused but forwarded').toEqual([]);
-    expect([...ok].filter((t) => !recorded.has(t)), 'answered but not recorded').toEqual([]);
+    expect(
+      [...forwarded].filter((t) => !recorded.has(t)),
+      'forwarded but not recorded',
+    ).toEqual([]);
+    expect(
+      [...refused].filter((t) => forwarded.has(t)),
+      'refused but forwarded',
+    ).toEqual([]);
+    expect(
+      [...ok].filter((t) => !recorded.has(t)),
+      'answered but not recorded',
+    ).toEqual([]);
     // B stopped at once (its first commit saw the reserve gone).
     expect(bOutcomes.filter(Boolean).length, `B kept accepting: ${bOutcomes.join(' ')}`).toBeLessThanOrEqual(2);
     expect(bOutcomes.slice(-10).every((x) => !x)).toBe(true);
@@ -885,7 +915,10 @@ describe('names that carry secrets', () => {
     const INJECTED = 'injected-secret-abc123';
     const dir = tempDir('mcpgw-usage-leak-');
     const db = path.join(dir, 'gateway.db');
-    const gw = await start({ config: testConfig({ servers: [{ id: 'echo', ...fixture('echo.js'), env: { SECRET_TOKEN: INJECTED } }] }), dir });
+    const gw = await start({
+      config: testConfig({ servers: [{ id: 'echo', ...fixture('echo.js'), env: { SECRET_TOKEN: INJECTED } }] }),
+      dir,
+    });
     await waitListed(gw.client, ['echo__echo']);
     expect(errorCode(await call(gw.client, `echo__${INJECTED}`, {}))).toBe('UNKNOWN_TOOL');
     expect(errorCode(await call(gw.client, `nosuch__${TEST_KEY}`, {}))).toBe('UNKNOWN_TOOL');

@@ -43,10 +43,14 @@ async function toolNames(client: Client): Promise<string[]> {
 
 /** Tool names once the given tool is listed (children start after the agent initialized). */
 async function namesOnceListed(client: Client, name: string): Promise<string[]> {
-  return waitFor(async () => {
-    const names = await toolNames(client);
-    return names.includes(name) ? names : undefined;
-  }, 30_000, `${name} to be listed`);
+  return waitFor(
+    async () => {
+      const names = await toolNames(client);
+      return names.includes(name) ? names : undefined;
+    },
+    30_000,
+    `${name} to be listed`,
+  );
 }
 
 /** The JSON-RPC error a request was refused with. */
@@ -301,7 +305,7 @@ describe('database keys managed by the CLI while gateways run', () => {
     expect((await cli(['keys', 'revoke', 'nosuchkey', '--config', configFile])).code).toBe(1);
   });
 
-  test('`keys rotate`: the old key\'s session is refused on its next call; a new gateway with the new key works', async () => {
+  test("`keys rotate`: the old key's session is refused on its next call; a new gateway with the new key works", async () => {
     const created = await createKey(configFile, 'CI', 'ci', 'user', '--rate', '500');
     const old = await start({ config, dir, key: created.key });
     await namesOnceListed(old.client, 'echo__echo');
@@ -369,7 +373,9 @@ describe('database keys managed by the CLI while gateways run', () => {
     const listDir = tempDir('mcpgw-list-');
     const listConfig = writeConfig(listDir, {
       database: './gateway.db',
-      auth: { apiKeys: { static: [{ id: 'ci1', consumerId: 'ci', roles: ['user'], key: 'gw_ci1_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG' }] } },
+      auth: {
+        apiKeys: { static: [{ id: 'ci1', consumerId: 'ci', roles: ['user'], key: 'gw_ci1_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG' }] },
+      },
     });
     const [active, revoked, expiring] = await Promise.all([
       createKey(listConfig, 'Active', 'a', 'user'),
@@ -641,7 +647,12 @@ describe('JWT sessions via MCP_GATEWAY_TOKEN', () => {
       const configFile = writeConfig(dir, config);
       const claims = { sub: 'rita', roles: ['reader'] };
 
-      const gwA = await start({ config, dir, key: null, env: { MCP_GATEWAY_TOKEN: await token(a.privateKey, 'RS256', claims, { kid: 'A' }) } });
+      const gwA = await start({
+        config,
+        dir,
+        key: null,
+        env: { MCP_GATEWAY_TOKEN: await token(a.privateKey, 'RS256', claims, { kid: 'A' }) },
+      });
       expect(await namesOnceListed(gwA.client, 'echo__echo')).toEqual(['call', 'echo__echo', 'list_tools']);
       expect((await call(gwA.client, 'echo__echo', { message: 'a' }))['isError']).not.toBe(true);
 
@@ -659,9 +670,7 @@ describe('JWT sessions via MCP_GATEWAY_TOKEN', () => {
       const wrongKey = await token(b.privateKey, 'RS256', claims, { kid: 'A' });
       const wrongAud = await token(a.privateKey, 'RS256', claims, { kid: 'A', aud: 'other' });
       const expired = await token(a.privateKey, 'RS256', claims, { kid: 'A', exp: now() - 3_600 });
-      await Promise.all(
-        [confusion, wrongKey, wrongAud, expired].map((t) => expectRefusedAtStartup(configFile, { MCP_GATEWAY_TOKEN: t })),
-      );
+      await Promise.all([confusion, wrongKey, wrongAud, expired].map((t) => expectRefusedAtStartup(configFile, { MCP_GATEWAY_TOKEN: t })));
     });
 
     test('HS/RS confusion with a PEM public key config: an HS256 token keyed with the PEM exits 1', async () => {

@@ -113,10 +113,14 @@ describe('crashes', { timeout: 120_000 }, () => {
     expect(elapsed).toBeLessThan(TIMEOUT / 3);
 
     // Restarted: a later call succeeds, from a new process.
-    const later = await waitFor(async () => {
-      const r = await call(gw.client, 'crash__ok');
-      return r.isError ? undefined : r;
-    }, 30_000, 'a call after the restart');
+    const later = await waitFor(
+      async () => {
+        const r = await call(gw.client, 'crash__ok');
+        return r.isError ? undefined : r;
+      },
+      30_000,
+      'a call after the restart',
+    );
     expect(textOf(later)).toBe('ok');
     const after = await status(gw.client, 'crash');
     expect(after.state).toBe('ready');
@@ -141,10 +145,14 @@ describe('crashes', { timeout: 120_000 }, () => {
         ],
       }),
     );
-    const failed = await waitFor(async () => {
-      const s = await status(gw.client, 'loop');
-      return s.state === 'failed' ? s : undefined;
-    }, 30_000, 'state failed');
+    const failed = await waitFor(
+      async () => {
+        const s = await status(gw.client, 'loop');
+        return s.state === 'failed' ? s : undefined;
+      },
+      30_000,
+      'state failed',
+    );
     expect(failed).toMatchObject({ pid: null, restartsInWindow: 2, totalRestarts: 2, nextRestartAt: null });
     expect(failed.lastExit).toMatchObject({ code: 4 });
     expect(typeof failed.lastError).toBe('string');
@@ -211,7 +219,12 @@ describe('a child that never finishes starting', () => {
     const gw = await gateway(
       testConfig({
         servers: [
-          { id: 'hang', ...fixture('never-init.js'), startTimeoutMs: 2_000, restart: { maxRestarts: 1, windowMs: 60_000, backoffMs: 60_000, maxBackoffMs: 60_000 } },
+          {
+            id: 'hang',
+            ...fixture('never-init.js'),
+            startTimeoutMs: 2_000,
+            restart: { maxRestarts: 1, windowMs: 60_000, backoffMs: 60_000, maxBackoffMs: 60_000 },
+          },
           { id: 'echo', ...fixture('echo.js') },
         ],
       }),
@@ -240,10 +253,14 @@ describe('misbehaving output', () => {
     expect(textOf(await call(gw.client, 'flood__ping'))).toBe('pong');
 
     // The child writes its stderr asynchronously: wait until the line after the flood has arrived.
-    const s = await waitFor(async () => {
-      const st = await status(gw.client, 'flood');
-      return (st.stderrTail as string[]).includes('secret=[REDACTED:FLOOD_SECRET]') ? st : undefined;
-    }, 30_000, 'the secret line, redacted, in the stderr tail');
+    const s = await waitFor(
+      async () => {
+        const st = await status(gw.client, 'flood');
+        return (st.stderrTail as string[]).includes('secret=[REDACTED:FLOOD_SECRET]') ? st : undefined;
+      },
+      30_000,
+      'the secret line, redacted, in the stderr tail',
+    );
     const tail = s.stderrTail as string[];
     expect(tail.length).toBeGreaterThan(1);
     expect(tail.length).toBeLessThanOrEqual(100);
@@ -264,7 +281,7 @@ describe('misbehaving output', () => {
     expect(log.length).toBeLessThan(1024 * 1024);
   });
 
-  test('non-JSON lines on a child\'s stdout are skipped and calls still work', async () => {
+  test("non-JSON lines on a child's stdout are skipped and calls still work", async () => {
     const gw = await gateway(testConfig({ servers: [{ id: 'noise', ...fixture('noise.js') }] }));
     expect(textOf(await call(gw.client, 'noise__noisy'))).toBe('quiet');
     expect(textOf(await call(gw.client, 'noise__ping'))).toBe('pong');
@@ -353,21 +370,29 @@ describe('list_changed', () => {
 describe('shutdown', { timeout: 120_000 }, () => {
   /** Pids of every child (server_status) and of forker's grandchildren (its marker file). */
   async function processTree(gw: RunningGateway, markerDir: string): Promise<{ children: number[]; grandchildren: number[] }> {
-    const statuses = await waitFor(async () => {
-      const all = await allStatus(gw.client);
-      return all.every((s) => s.state === 'ready') ? all : undefined;
-    }, 30_000, 'every server ready');
+    const statuses = await waitFor(
+      async () => {
+        const all = await allStatus(gw.client);
+        return all.every((s) => s.state === 'ready') ? all : undefined;
+      },
+      30_000,
+      'every server ready',
+    );
     const children = statuses.map((s) => s.pid as number);
-    const files = await waitFor(() => {
-      const f = markers(markerDir, 'grandchildren-');
-      return f.length > 0 ? f : undefined;
-    }, 15_000, 'the grandchildren marker');
+    const files = await waitFor(
+      () => {
+        const f = markers(markerDir, 'grandchildren-');
+        return f.length > 0 ? f : undefined;
+      },
+      15_000,
+      'the grandchildren marker',
+    );
     const grandchildren = files.flatMap((f) => JSON.parse(readFileSync(path.join(markerDir, f), 'utf8')) as number[]);
     seenPids.push(...children, ...grandchildren);
     return { children, grandchildren };
   }
 
-  test('no process is left after the gateway\'s stdin closes', async () => {
+  test("no process is left after the gateway's stdin closes", async () => {
     const markerDir = tempDir('mcpgw-markers-');
     const gw = await startGateway({
       config: testConfig({
@@ -419,7 +444,12 @@ describe('shutdown', { timeout: 120_000 }, () => {
     const gw = await gateway(
       testConfig({
         servers: [
-          { id: 'forker', ...fixture('forker.js'), env: { FIXTURE_MARKER_DIR: markerDir }, restart: { maxRestarts: 3, windowMs: 60_000, backoffMs: 100, maxBackoffMs: 500 } },
+          {
+            id: 'forker',
+            ...fixture('forker.js'),
+            env: { FIXTURE_MARKER_DIR: markerDir },
+            restart: { maxRestarts: 3, windowMs: 60_000, backoffMs: 100, maxBackoffMs: 500 },
+          },
         ],
       }),
     );

@@ -183,7 +183,8 @@ describe('init', () => {
     expect(existsSync(file)).toBe(true);
     const gitignore = readFileSync(path.join(dir, '.gitignore'), 'utf8').split('\n');
     expect(gitignore[0]).toBe('node_modules');
-    for (const entry of ['mcp-gateway.db', 'mcp-gateway.db-wal', 'mcp-gateway.db-shm', 'mcp-gateway.db-reserve']) expect(gitignore).toContain(entry);
+    for (const entry of ['mcp-gateway.db', 'mcp-gateway.db-wal', 'mcp-gateway.db-shm', 'mcp-gateway.db-reserve'])
+      expect(gitignore).toContain(entry);
 
     // Again: refused (exit 2), the file left as the user edited it.
     writeFileSync(file, `${readFileSync(file, 'utf8')}\n# my edit\n`);
@@ -245,7 +246,7 @@ describe('check', () => {
     expect(reasonLines(r.stderr)).toHaveLength(1);
   });
 
-  test('exit 1 when a server\'s working folder does not exist, and the report names the folder', async () => {
+  test("exit 1 when a server's working folder does not exist, and the report names the folder", async () => {
     const missing = path.join(tempDir('mcpgw-none-'), 'no-such-folder');
     const { dir, file } = configIn(testConfig({ servers: [{ id: 'lost', ...fixture('echo.js'), cwd: missing }] }));
     const r = await cli(['check', '--config', file, '--json'], { cwd: dir });
@@ -263,7 +264,14 @@ describe('check', () => {
   });
 
   test('exit 0 for a config whose servers all start', async () => {
-    const { dir, file } = configIn(testConfig({ servers: [{ id: 'echo', ...fixture('echo.js') }, { id: 'off', command: 'nowhere', enabled: false }] }));
+    const { dir, file } = configIn(
+      testConfig({
+        servers: [
+          { id: 'echo', ...fixture('echo.js') },
+          { id: 'off', command: 'nowhere', enabled: false },
+        ],
+      }),
+    );
     const r = await cli(['check', '--config', file, '--json'], { cwd: dir });
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as { servers: Obj[]; disabled: string[] };
@@ -349,7 +357,14 @@ describe('usage', () => {
       expect(help.stdout).toContain('Usage:');
       for (const sub of commandsIn(help.stdout)) paths.push([command, sub]);
     }
-    expect(paths).toEqual(expect.arrayContaining([['servers', 'list'], ['keys', 'create'], ['keys', 'list'], ['keys', 'hash']]));
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        ['servers', 'list'],
+        ['keys', 'create'],
+        ['keys', 'list'],
+        ['keys', 'hash'],
+      ]),
+    );
     for (const p of paths.filter((x) => x.length === 2)) {
       const help = await cli([...p, '--help']);
       expect(help.code, `${p.join(' ')} --help: ${help.stderr}`).toBe(0);

@@ -109,7 +109,11 @@ describe('tools and results through the gateway', () => {
     const e = fixture('echo.js');
     const s = fixture('slow.js');
     [echoDirect, slowDirect] = await Promise.all([direct(e.command, e.args), direct(s.command, s.args)]);
-    await waitFor(async () => (await listRaw(gw.client)).filter((t) => /^(echo|twin|slow)__/.test(String(t.name))).length > 10, 30_000, 'all servers listed');
+    await waitFor(
+      async () => (await listRaw(gw.client)).filter((t) => /^(echo|twin|slow)__/.test(String(t.name))).length > 10,
+      30_000,
+      'all servers listed',
+    );
   }, 120_000);
 
   afterAll(async () => {

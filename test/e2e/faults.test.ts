@@ -118,7 +118,14 @@ describe('malformed children are contained', () => {
     expect(errorCode(await gw.client.callTool({ name: 'call', arguments: { tool: 'neverinit__x' } }))).toBe('SERVER_UNAVAILABLE');
     // Every process the never-initializing child started is gone (each attempt was killed).
     const stubbornPid = s.find((x) => x.id === 'stubborn')?.pid;
-    await waitFor(() => startedPids(markers).filter((p) => p !== stubbornPid).every((p) => !alive(p)), 10_000, 'neverinit processes gone');
+    await waitFor(
+      () =>
+        startedPids(markers)
+          .filter((p) => p !== stubbornPid)
+          .every((p) => !alive(p)),
+      10_000,
+      'neverinit processes gone',
+    );
   });
 
   test('a child that forks grandchildren and dies: the call fails at once, the grandchildren go with it', async () => {

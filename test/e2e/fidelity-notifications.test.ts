@@ -16,7 +16,17 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { EVERYTHING, errorCode, fixture, startGateway, tempDir, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
+import {
+  EVERYTHING,
+  errorCode,
+  fixture,
+  startGateway,
+  tempDir,
+  testConfig,
+  textOf,
+  waitFor,
+  type RunningGateway,
+} from '../helpers/gateway.js';
 
 /** Lists (and requests that route by catalog) wait this long for children still starting: the machine may be slow. */
 const PATIENT = { limits: { listWaitMs: 30_000 } };
@@ -50,7 +60,9 @@ const paramsOf = (n: JSONRPCNotification): Obj => (n.params ?? {}) as Obj;
 function auditStatuses(gw: RunningGateway, server: string, name: string): string[] {
   const db = new Database(path.join(gw.dir, 'gateway.db'), { readonly: true, fileMustExist: true });
   try {
-    const rows = db.prepare('SELECT status FROM audit_log WHERE server = ? AND name = ? ORDER BY seq').all(server, name) as { status: string }[];
+    const rows = db.prepare('SELECT status FROM audit_log WHERE server = ? AND name = ? ORDER BY seq').all(server, name) as {
+      status: string;
+    }[];
     return rows.map((r) => r.status);
   } finally {
     db.close();
@@ -109,10 +121,14 @@ describe('notifications through the gateway', () => {
     ({ received, sent } = spy(gw));
     // Every child ready, so that no start of a child announces a list change during a test.
     await gw.client.listTools();
-    await waitFor(async () => {
-      const status = (await gw.client.callTool({ name: 'server_status', arguments: {} })).structuredContent as { servers: Obj[] };
-      return status.servers.every((s) => s['state'] === 'ready');
-    }, 30_000, 'every child ready');
+    await waitFor(
+      async () => {
+        const status = (await gw.client.callTool({ name: 'server_status', arguments: {} })).structuredContent as { servers: Obj[] };
+        return status.servers.every((s) => s['state'] === 'ready');
+      },
+      30_000,
+      'every child ready',
+    );
   });
 
   afterAll(async () => {
@@ -143,7 +159,11 @@ describe('notifications through the gateway', () => {
     const result = await gw.client.request(
       {
         method: 'tools/call',
-        params: { name: 'everything__trigger-long-running-operation', arguments: { duration: 0.6, steps: 3 }, _meta: { progressToken: token } },
+        params: {
+          name: 'everything__trigger-long-running-operation',
+          arguments: { duration: 0.6, steps: 3 },
+          _meta: { progressToken: token },
+        },
       },
       anyResult,
     );
@@ -171,14 +191,18 @@ describe('notifications through the gateway', () => {
   it("cancels the child's request when the agent cancels a `call` mid-way, recorded as CANCELLED", async () => {
     const controller = new AbortController();
     const progress: unknown[] = [];
-    const call = gw.client.callTool({ name: 'call', arguments: { tool: 'slow__sleep', arguments: { ms: 60_000, steps: 120 } } }, undefined, {
-      signal: controller.signal,
-      timeout: 60_000,
-      onprogress: (p) => {
-        progress.push(p);
-        controller.abort('the test cancels');
+    const call = gw.client.callTool(
+      { name: 'call', arguments: { tool: 'slow__sleep', arguments: { ms: 60_000, steps: 120 } } },
+      undefined,
+      {
+        signal: controller.signal,
+        timeout: 60_000,
+        onprogress: (p) => {
+          progress.push(p);
+          controller.abort('the test cancels');
+        },
       },
-    });
+    );
     await expect(call).rejects.toThrow();
     expect(progress.length).toBeGreaterThan(0);
 
@@ -189,7 +213,9 @@ describe('notifications through the gateway', () => {
 
     // The gateway and the child still work.
     expect(textOf(await gw.client.callTool({ name: 'call', arguments: { tool: 'slow__quick' } }))).toBe('ok');
-    const status = (await gw.client.callTool({ name: 'server_status', arguments: { server: 'slow' } })).structuredContent as { servers: Obj[] };
+    const status = (await gw.client.callTool({ name: 'server_status', arguments: { server: 'slow' } })).structuredContent as {
+      servers: Obj[];
+    };
     expect(status.servers[0]).toMatchObject({ id: 'slow', state: 'ready', totalRestarts: 0 });
   });
 
@@ -206,7 +232,11 @@ describe('notifications through the gateway', () => {
     const relayed = () => notificationsOf(received, 'notifications/progress').filter((n) => paramsOf(n)['progressToken'] === token).length;
     expect(relayed()).toBe(1);
 
-    await waitFor(() => auditStatuses(gw, 'everything', 'trigger-long-running-operation').at(-1) === 'cancelled', 15_000, 'a cancelled audit row');
+    await waitFor(
+      () => auditStatuses(gw, 'everything', 'trigger-long-running-operation').at(-1) === 'cancelled',
+      15_000,
+      'a cancelled audit row',
+    );
     // The child keeps stepping every 1.5 s; none of its progress reaches the agent any more.
     await sleep(3_500);
     expect(relayed()).toBe(1);
@@ -225,7 +255,8 @@ describe('notifications through the gateway', () => {
     expect(textOf(toggled)).toContain('Started simulated');
     try {
       const message = await waitFor(
-        () => notificationsOf(received.slice(before), 'notifications/message').find((n) => /level.?message/i.test(String(paramsOf(n)['data']))),
+        () =>
+          notificationsOf(received.slice(before), 'notifications/message').find((n) => /level.?message/i.test(String(paramsOf(n)['data']))),
         15_000,
         'a simulated log message',
       );
@@ -263,7 +294,11 @@ describe('notifications through the gateway', () => {
     roots = [{ uri: 'file:///second-root', name: 'second-root' }];
     await gw.client.sendRootsListChanged();
     await waitFor(() => rootsAsked > asked, 10_000, 'a new roots/list request');
-    await waitFor(async () => textOf(await gw.client.callTool({ name: 'everything__get-roots-list', arguments: {} })).includes('second-root'), 10_000, 'the new roots');
+    await waitFor(
+      async () => textOf(await gw.client.callTool({ name: 'everything__get-roots-list', arguments: {} })).includes('second-root'),
+      10_000,
+      'the new roots',
+    );
   });
 
   it("re-announces a child's tools/list_changed to the agent with the new catalog", async () => {

@@ -34,7 +34,12 @@ const BLOB_TEMPLATE = 'demo://resource/dynamic/blob/{resourceId}';
 /** server-everything's tool that needs task-augmented calls. */
 const TASK_TOOL = 'simulate-research-query';
 
-const SAMPLED = { role: 'assistant', model: 'agent-model-7', content: { type: 'text', text: 'sampled by the agent' }, stopReason: 'endTurn' };
+const SAMPLED = {
+  role: 'assistant',
+  model: 'agent-model-7',
+  content: { type: 'text', text: 'sampled by the agent' },
+  stopReason: 'endTurn',
+};
 const ROOTS = [{ uri: 'file:///work/agent-root', name: 'agent-root' }];
 
 /** What the agent's handlers were asked. */
@@ -98,7 +103,10 @@ function withoutTimestamps(value: unknown): unknown {
   return JSON.parse(
     JSON.stringify(value, (key, v) => {
       if (typeof v !== 'string') return v;
-      if (key === 'blob') return Buffer.from(v, 'base64').toString('utf8').replace(/created at .*$/, 'created at <time>');
+      if (key === 'blob')
+        return Buffer.from(v, 'base64')
+          .toString('utf8')
+          .replace(/created at .*$/, 'created at <time>');
       return v.replace(/created at .*$/, 'created at <time>');
     }),
   );
@@ -164,7 +172,10 @@ describe('server-everything through the gateway, to an agent with sampling, elic
     expect(through.find((t) => t['uriTemplate'] === 'twin://item/{id}')).toMatchObject({ name: 'twin-item', 'x-twin': 'template' });
 
     for (const uri of ['demo://resource/dynamic/text/1', 'demo://resource/dynamic/blob/2', 'demo://resource/dynamic/text/345']) {
-      const [viaGateway, viaDirect] = await Promise.all([raw(gw.client, 'resources/read', { uri }), raw(direct, 'resources/read', { uri })]);
+      const [viaGateway, viaDirect] = await Promise.all([
+        raw(gw.client, 'resources/read', { uri }),
+        raw(direct, 'resources/read', { uri }),
+      ]);
       expect(withoutTimestamps(viaGateway), uri).toEqual(withoutTimestamps(viaDirect));
       expect((viaGateway['contents'] as Obj[])[0]!['uri']).toBe(uri);
     }
@@ -193,7 +204,10 @@ describe('server-everything through the gateway, to an agent with sampling, elic
     expect(resources.filter((r) => r['uri'] === SHARED_URI)).toEqual([
       expect.objectContaining({ name: 'features.md', mimeType: 'text/markdown' }),
     ]);
-    const [through, own] = await Promise.all([raw(gw.client, 'resources/read', { uri: SHARED_URI }), raw(direct, 'resources/read', { uri: SHARED_URI })]);
+    const [through, own] = await Promise.all([
+      raw(gw.client, 'resources/read', { uri: SHARED_URI }),
+      raw(direct, 'resources/read', { uri: SHARED_URI }),
+    ]);
     expect(through).toEqual(own);
 
     const status = await serverStatus(gw.client);
@@ -204,7 +218,9 @@ describe('server-everything through the gateway, to an agent with sampling, elic
     const reversed = await startGateway({ config: testConfig({ ...PATIENT, servers: [TWIN_SERVER, EVERYTHING_SERVER] }) });
     try {
       const listed = await list(reversed.client, 'resources/list', 'resources');
-      expect(listed.filter((r) => r['uri'] === SHARED_URI)).toEqual([expect.objectContaining({ name: 'twin-features', 'x-twin': 'shared' })]);
+      expect(listed.filter((r) => r['uri'] === SHARED_URI)).toEqual([
+        expect.objectContaining({ name: 'twin-features', 'x-twin': 'shared' }),
+      ]);
       expect(listed).toHaveLength(8);
       expect(await raw(reversed.client, 'resources/read', { uri: SHARED_URI })).toMatchObject({
         contents: [{ uri: SHARED_URI, text: `twin serves ${SHARED_URI}` }],
@@ -249,7 +265,9 @@ describe('server-everything through the gateway, to an agent with sampling, elic
     const bad = await gw.client
       .getPrompt({ name: 'everything__resource-prompt', arguments: { resourceType: 'Nope', resourceId: '1' } })
       .catch((e: unknown) => e);
-    const badDirect = await direct.getPrompt({ name: 'resource-prompt', arguments: { resourceType: 'Nope', resourceId: '1' } }).catch((e: unknown) => e);
+    const badDirect = await direct
+      .getPrompt({ name: 'resource-prompt', arguments: { resourceType: 'Nope', resourceId: '1' } })
+      .catch((e: unknown) => e);
     expect(bad).toBeInstanceOf(McpError);
     expect((bad as McpError).code).toBe((badDirect as McpError).code);
 
@@ -281,10 +299,16 @@ describe('server-everything through the gateway, to an agent with sampling, elic
     );
     expect(name.completion.values).toEqual(['David', 'Eve', 'Frank']);
 
-    const resourceId = await gw.client.complete({ ref: { type: 'ref/resource', uri: TEXT_TEMPLATE }, argument: { name: 'resourceId', value: '17' } });
+    const resourceId = await gw.client.complete({
+      ref: { type: 'ref/resource', uri: TEXT_TEMPLATE },
+      argument: { name: 'resourceId', value: '17' },
+    });
     expect(resourceId.completion.values).toEqual(['17']);
 
-    const twin = await gw.client.complete({ ref: { type: 'ref/resource', uri: 'twin://item/{id}' }, argument: { name: 'id', value: 'twin' } });
+    const twin = await gw.client.complete({
+      ref: { type: 'ref/resource', uri: 'twin://item/{id}' },
+      argument: { name: 'id', value: 'twin' },
+    });
     expect(twin.completion.values).toEqual(['twin-1', 'twin-2']);
   });
 
@@ -292,7 +316,9 @@ describe('server-everything through the gateway, to an agent with sampling, elic
     const [through, own] = await Promise.all([list(gw.client, 'tools/list', 'tools'), list(direct, 'tools/list', 'tools')]);
     const ownNames = own.map((t) => String(t['name']));
     // The capabilities the agent declared reach the child: these exist only for such a client.
-    expect(ownNames).toEqual(expect.arrayContaining(['trigger-sampling-request', 'trigger-elicitation-request', 'get-roots-list', TASK_TOOL]));
+    expect(ownNames).toEqual(
+      expect.arrayContaining(['trigger-sampling-request', 'trigger-elicitation-request', 'get-roots-list', TASK_TOOL]),
+    );
     expect(withoutPrefix(through, 'everything')).toEqual(own.filter((t) => t['name'] !== TASK_TOOL));
   });
 
@@ -317,7 +343,10 @@ describe('server-everything through the gateway, to an agent with sampling, elic
 
   it("relays the child's sampling request to the agent and the agent's answer back", async () => {
     const before = asked.sampling.length;
-    const result = await gw.client.callTool({ name: 'everything__trigger-sampling-request', arguments: { prompt: 'hello from the test', maxTokens: 33 } });
+    const result = await gw.client.callTool({
+      name: 'everything__trigger-sampling-request',
+      arguments: { prompt: 'hello from the test', maxTokens: 33 },
+    });
     expect(result.isError).not.toBe(true);
     expect(asked.sampling.length).toBe(before + 1);
     const params = asked.sampling[before]!;
@@ -405,7 +434,9 @@ describe('requests that come before any list, while the children are still start
 
   beforeAll(async () => {
     [gw, direct] = await Promise.all([
-      startGateway({ config: testConfig({ ...PATIENT, servers: [EVERYTHING_SERVER, TWIN_SERVER, { id: 'many', ...fixture('many-tools.js') }] }) }),
+      startGateway({
+        config: testConfig({ ...PATIENT, servers: [EVERYTHING_SERVER, TWIN_SERVER, { id: 'many', ...fixture('many-tools.js') }] }),
+      }),
       connectDirect({}),
     ]);
   });
@@ -421,7 +452,10 @@ describe('requests that come before any list, while the children are still start
       raw(gw.client, 'resources/read', { uri: 'twin://item/7' }),
       raw(gw.client, 'resources/subscribe', { uri: 'demo://resource/static/document/startup.md' }),
       gw.client.complete({ ref: { type: 'ref/resource', uri: TEXT_TEMPLATE }, argument: { name: 'resourceId', value: '5' } }),
-      gw.client.complete({ ref: { type: 'ref/prompt', name: 'everything__completable-prompt' }, argument: { name: 'department', value: 'Ma' } }),
+      gw.client.complete({
+        ref: { type: 'ref/prompt', name: 'everything__completable-prompt' },
+        argument: { name: 'department', value: 'Ma' },
+      }),
       raw(gw.client, 'tools/call', { name: 'call', arguments: { tool: 'tool_042' } }),
     ]);
     expect(promptCompleted.completion.values).toEqual(['Marketing']);
@@ -432,4 +466,3 @@ describe('requests that come before any list, while the children are still start
     expect(called).toEqual({ content: [{ type: 'text', text: '042' }], 'x-result-extra': true });
   });
 });
-

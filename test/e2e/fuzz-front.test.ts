@@ -107,9 +107,18 @@ afterAll(() => {
 // ------------------------------------------------------------------ generators
 
 const validTemplates: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
-  fc.record({ method: fc.constant('tools/call'), params: fc.record({ name: fc.constant('counter__echo'), arguments: fc.record({ message: fc.string() }) }) }),
-  fc.record({ method: fc.constant('tools/call'), params: fc.record({ name: fc.constant('counter__count'), arguments: fc.record({ n: fc.integer({ min: 0, max: 200 }) }) }) }),
-  fc.record({ method: fc.constant('tools/call'), params: fc.record({ name: fc.constantFrom('call', 'list_tools', 'nope__x', 'counter__nope', 'server_status'), arguments: fc.object() }) }),
+  fc.record({
+    method: fc.constant('tools/call'),
+    params: fc.record({ name: fc.constant('counter__echo'), arguments: fc.record({ message: fc.string() }) }),
+  }),
+  fc.record({
+    method: fc.constant('tools/call'),
+    params: fc.record({ name: fc.constant('counter__count'), arguments: fc.record({ n: fc.integer({ min: 0, max: 200 }) }) }),
+  }),
+  fc.record({
+    method: fc.constant('tools/call'),
+    params: fc.record({ name: fc.constantFrom('call', 'list_tools', 'nope__x', 'counter__nope', 'server_status'), arguments: fc.object() }),
+  }),
   fc.record({ method: fc.constantFrom('tools/list', 'ping', 'resources/list', 'prompts/list', 'resources/templates/list') }),
   fc.record({ method: fc.constantFrom('prompts/get', 'resources/read', 'completion/complete', 'logging/setLevel'), params: fc.object() }),
   fc.record({ method: fc.string(), params: fc.object() }),
@@ -135,7 +144,9 @@ const mutations: fc.Arbitrary<Mutation> = fc.oneof(
   fc.constant<Mutation>((m) => ({ ...m, params: { ...(m['params'] as object), name: 123 } })),
   fc.constant<Mutation>((m) => ({ ...m, params: { ...(m['params'] as object), arguments: 'str' } })),
   fc.constant<Mutation>((m) => ({ ...m, params: { ...(m['params'] as object), _meta: { progressToken: { bad: 1 } } } })),
-  fc.integer({ min: 10, max: 400 }).map<Mutation>((d) => (m) => ({ ...m, params: { ...(m['params'] as object), arguments: { message: 'x', deep: deep(d) } } })),
+  fc
+    .integer({ min: 10, max: 400 })
+    .map<Mutation>((d) => (m) => ({ ...m, params: { ...(m['params'] as object), arguments: { message: 'x', deep: deep(d) } } })),
   fc.string({ maxLength: 50 }).map<Mutation>((s) => (m) => ({ ...m, params: { ...(m['params'] as object), arguments: { [s]: s } } })),
 );
 const ids: fc.Arbitrary<(n: number) => unknown> = fc.oneof(
@@ -152,10 +163,25 @@ const ids: fc.Arbitrary<(n: number) => unknown> = fc.oneof(
 );
 
 const message: fc.Arbitrary<(n: number) => Sent> = fc.oneof(
-  { weight: 6, arbitrary: fc.tuple(validTemplates, mutations, ids).map(([t, mutate, id]) => (n: number) => build(mutate({ jsonrpc: '2.0', ...t }, n), id(n))) },
+  {
+    weight: 6,
+    arbitrary: fc.tuple(validTemplates, mutations, ids).map(
+      ([t, mutate, id]) =>
+        (n: number) =>
+          build(mutate({ jsonrpc: '2.0', ...t }, n), id(n)),
+    ),
+  },
   { weight: 1, arbitrary: fc.jsonValue().map((v) => () => ({ line: Buffer.from(`${JSON.stringify(v)}\n`), isToolCall: false })) },
-  { weight: 1, arbitrary: fc.uint8Array({ minLength: 1, maxLength: 300 }).map((b) => () => ({ line: Buffer.concat([Buffer.from(b.filter((x) => x !== 10)), Buffer.from('\n')]), isToolCall: false })) },
-  { weight: 1, arbitrary: fc.string({ maxLength: 200 }).map((s) => () => ({ line: Buffer.from(`${s.replace(/\n/g, ' ')}\n`), isToolCall: false })) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .uint8Array({ minLength: 1, maxLength: 300 })
+      .map((b) => () => ({ line: Buffer.concat([Buffer.from(b.filter((x) => x !== 10)), Buffer.from('\n')]), isToolCall: false })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.string({ maxLength: 200 }).map((s) => () => ({ line: Buffer.from(`${s.replace(/\n/g, ' ')}\n`), isToolCall: false })),
+  },
 );
 
 function build(m: Record<string, unknown>, id: unknown): Sent {
@@ -176,7 +202,12 @@ describe('fuzzing the front of a running gateway', () => {
     const sent: Sent[] = makers.map((make, n) => make(n));
     // A few lines far over the limit (the limit is 1 MiB here; 11 MiB each).
     for (let i = 0; i < 3; i++) {
-      const big = { jsonrpc: '2.0', id: `big${i}`, method: 'tools/call', params: { name: 'counter__echo', arguments: { message: 'x'.repeat(11 * 1024 * 1024) } } };
+      const big = {
+        jsonrpc: '2.0',
+        id: `big${i}`,
+        method: 'tools/call',
+        params: { name: 'counter__echo', arguments: { message: 'x'.repeat(11 * 1024 * 1024) } },
+      };
       sent.push({ line: Buffer.from(`${JSON.stringify(big)}\n`), expectReplyFor: `big${i}`, isToolCall: false });
     }
 
@@ -184,11 +215,7 @@ describe('fuzzing the front of a running gateway', () => {
     await send(`${JSON.stringify({ jsonrpc: '2.0', id: 'last', method: 'ping' })}\n`);
 
     const due = sent.filter((s) => s.expectReplyFor !== undefined);
-    await waitFor(
-      () => replies.get(keyOf('last')) && due.every((s) => replies.has(keyOf(s.expectReplyFor!))),
-      120_000,
-      'every due reply',
-    );
+    await waitFor(() => replies.get(keyOf('last')) && due.every((s) => replies.has(keyOf(s.expectReplyFor!))), 120_000, 'every due reply');
 
     expect(gateway.exitCode, stderr.slice(-2000)).toBeNull();
     expect(stdoutGarbage).toEqual([]);
@@ -200,18 +227,24 @@ describe('fuzzing the front of a running gateway', () => {
     expect(nullReplies.count).toBeGreaterThanOrEqual(sent.filter((s) => s.unusableId).length);
 
     // The gateway still serves normally after all that.
-    await send(`${JSON.stringify({ jsonrpc: '2.0', id: 'after', method: 'tools/call', params: { name: 'counter__echo', arguments: { message: 'still here' } } })}\n`);
+    await send(
+      `${JSON.stringify({ jsonrpc: '2.0', id: 'after', method: 'tools/call', params: { name: 'counter__echo', arguments: { message: 'still here' } } })}\n`,
+    );
     await waitFor(() => replies.get(keyOf('after')), 15_000, 'a normal call after the fuzzing');
 
     // Every tool call answered with a result went through the pipeline and has exactly one audit
     // row; what was refused never reached the child.
     await new Promise((r) => setTimeout(r, 1_500));
     const db = new Database(path.join(dir, 'gateway.db'), { readonly: true });
-    const rows = db
-      .prepare("SELECT status, server, name FROM audit_log WHERE kind IN ('tool', 'admin')")
-      .all() as { status: string; server: string | null; name: string }[];
+    const rows = db.prepare("SELECT status, server, name FROM audit_log WHERE kind IN ('tool', 'admin')").all() as {
+      status: string;
+      server: string | null;
+      name: string;
+    }[];
     db.close();
-    const toolCallResults = sent.filter((s) => s.isToolCall && s.expectReplyFor !== undefined && resultReplies.has(keyOf(s.expectReplyFor))).length;
+    const toolCallResults = sent.filter(
+      (s) => s.isToolCall && s.expectReplyFor !== undefined && resultReplies.has(keyOf(s.expectReplyFor)),
+    ).length;
     expect(rows.length).toBe(toolCallResults + 1);
     const forwarded = existsSync(path.join(dir, 'calls.log'))
       ? readFileSync(path.join(dir, 'calls.log'), 'utf8').trim().split('\n').filter(Boolean).length

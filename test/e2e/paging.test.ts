@@ -56,6 +56,11 @@ describe('a child with 500 tools in pages of 50', () => {
     const listed = await gw.client.callTool({ name: 'list_tools', arguments: { server: 'many' } });
     expect((listed.structuredContent as { tools: Obj[] }).tools).toHaveLength(500);
     const status = await gw.client.callTool({ name: 'server_status', arguments: { server: 'many' } });
-    expect((status.structuredContent as { servers: Obj[] }).servers[0]).toMatchObject({ id: 'many', state: 'ready', tools: 500, excludedTools: [] });
+    expect((status.structuredContent as { servers: Obj[] }).servers[0]).toMatchObject({
+      id: 'many',
+      state: 'ready',
+      tools: 500,
+      excludedTools: [],
+    });
   });
 });

@@ -29,10 +29,14 @@ async function toolNames(client: Client): Promise<string[]> {
 }
 
 async function waitListed(client: Client, name: string): Promise<string[]> {
-  return waitFor(async () => {
-    const names = await toolNames(client);
-    return names.includes(name) ? names : undefined;
-  }, 30_000, `${name} to be listed`);
+  return waitFor(
+    async () => {
+      const names = await toolNames(client);
+      return names.includes(name) ? names : undefined;
+    },
+    30_000,
+    `${name} to be listed`,
+  );
 }
 
 const textOf = (result: Obj) => ((result['content'] as { type: string; text?: string }[] | undefined) ?? [])[0]?.text ?? '';
@@ -188,7 +192,7 @@ describe('rate limits through the gateway', () => {
 // ---------------------------------------------------------------------------------------------
 
 describe('policy conditions through the gateway', () => {
-  test('`when: args.owner eq ${consumer.id}` allows the caller\'s own records and forbids others\'', async () => {
+  test("`when: args.owner eq ${consumer.id}` allows the caller's own records and forbids others'", async () => {
     const dir = tempDir('mcpgw-when-');
     const counter = writeCounterFixture(dir);
     const gw = await start(

@@ -8,15 +8,7 @@ import * as nodeCrypto from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { configSchema, type GatewayConfig } from '../../src/config/schema.js';
 import { isGatewayError } from '../../src/errors.js';
-import {
-  BCRYPT_COST,
-  DUMMY_HASH,
-  generateKey,
-  hashKey,
-  keyEqualsPlain,
-  keyMatchesHash,
-  parseKey,
-} from '../../src/identity/api-keys.js';
+import { BCRYPT_COST, DUMMY_HASH, generateKey, hashKey, keyEqualsPlain, keyMatchesHash, parseKey } from '../../src/identity/api-keys.js';
 import { API_KEY_ENV, AuthError, authenticate, TOKEN_ENV, type Authenticated } from '../../src/identity/authenticate.js';
 import { issueKey, KeyAdminError, rotateKey } from '../../src/identity/key-admin.js';
 import { openDatabase, type Db } from '../../src/store/db.js';
@@ -353,7 +345,9 @@ describe('authenticate', () => {
   });
 
   test('anonymous does not rescue a bad credential', async () => {
-    await refused(authenticate(config({ anonymous: true }), store, { [API_KEY_ENV]: 'gw_nope_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG' }));
+    await refused(
+      authenticate(config({ anonymous: true }), store, { [API_KEY_ENV]: 'gw_nope_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG' }),
+    );
     await refused(authenticate(config({ anonymous: true }), store, { [API_KEY_ENV]: 'garbage' }));
   });
 

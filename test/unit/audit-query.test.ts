@@ -238,7 +238,10 @@ describe('exportAudit', () => {
     fill(30);
     const sink = new SlowSink(0);
     expect(await exportAudit(db, 'jsonl', sink, {})).toBe(30);
-    const lines = sink.text.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = sink.text
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(30);
     const stored = db.prepare('SELECT * FROM audit_log ORDER BY seq').all();
     expect(lines).toEqual(stored);
@@ -249,7 +252,12 @@ describe('exportAudit', () => {
     fill(30);
     const sink = new SlowSink(0);
     expect(await exportAudit(db, 'jsonl', sink, { since: iso(BASE + 10_000), until: iso(BASE + 20_000) })).toBe(10);
-    expect(sink.text.trimEnd().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+    expect(
+      sink.text
+        .trimEnd()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { seq: number }).seq),
+    ).toEqual([10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
   });
 
   test('CSV: header, RFC 4180 quoting of commas, quotes and newlines, NULL as empty', async () => {
@@ -319,11 +327,33 @@ describe('usageReport', () => {
     ).immediate();
     const byTool = usageReport(usage, { by: 'tool' });
     expect(byTool.rows).toEqual([
-      { server: 'github', tool: 'search', calls: 9, errors: 2, denied: 0, rate_limited: 0, avg_latency_ms: 55.6, max_latency_ms: 105, cost: 0.03 },
-      { server: 'stripe', tool: 'search', calls: 1, errors: 1, denied: 0, rate_limited: 0, avg_latency_ms: 50, max_latency_ms: 55, cost: 0.5 },
+      {
+        server: 'github',
+        tool: 'search',
+        calls: 9,
+        errors: 2,
+        denied: 0,
+        rate_limited: 0,
+        avg_latency_ms: 55.6,
+        max_latency_ms: 105,
+        cost: 0.03,
+      },
+      {
+        server: 'stripe',
+        tool: 'search',
+        calls: 1,
+        errors: 1,
+        denied: 0,
+        rate_limited: 0,
+        avg_latency_ms: 50,
+        max_latency_ms: 55,
+        cost: 0.5,
+      },
     ]);
     expect(byTool.total).toMatchObject({ calls: 10, errors: 3, max_latency_ms: 105, cost: 0.53 });
-    expect(usageReport(usage, { by: 'consumer', consumerId: 'bob' }).rows).toEqual([expect.objectContaining({ consumer: 'bob', calls: 5 })]);
+    expect(usageReport(usage, { by: 'consumer', consumerId: 'bob' }).rows).toEqual([
+      expect.objectContaining({ consumer: 'bob', calls: 5 }),
+    ]);
     expect(usageReport(usage, { by: 'server', since: '2026-03-01T11:00:00.000Z' }).rows).toEqual([]);
   });
 });

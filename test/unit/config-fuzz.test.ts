@@ -85,23 +85,29 @@ const junk = fc.oneof(
 
 type Mutation = (config: unknown) => unknown;
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.tuple(pathArb, junk).map(([p, v]) => (c: unknown) => set(c, p, v)),
+  fc.tuple(pathArb, junk).map(
+    ([p, v]) =>
+      (c: unknown) =>
+        set(c, p, v),
+  ),
   pathArb.map((p) => (c: unknown) => remove(c, p)),
   // A typo in a key: the value moves to a key the schema does not know.
-  fc.tuple(pathArb, fc.constantFrom('acton', 'rols', 'enable', 'Tool', 'serverr', 'perMinut', 'polices', 'rule')).map(
-    ([p, typo]) =>
-      (c: unknown) => {
-        const parentPath = p.slice(0, -1);
-        const parent = get(c, parentPath);
-        if (parent === null || typeof parent !== 'object' || Array.isArray(parent)) return c;
-        const moved = remove(c, p);
-        return set(moved, [...parentPath, typo], get(c, p));
-      },
-  ),
+  fc
+    .tuple(pathArb, fc.constantFrom('acton', 'rols', 'enable', 'Tool', 'serverr', 'perMinut', 'polices', 'rule'))
+    .map(([p, typo]) => (c: unknown) => {
+      const parentPath = p.slice(0, -1);
+      const parent = get(c, parentPath);
+      if (parent === null || typeof parent !== 'object' || Array.isArray(parent)) return c;
+      const moved = remove(c, p);
+      return set(moved, [...parentPath, typo], get(c, p));
+    }),
 );
 
 const document: fc.Arbitrary<string> = fc.oneof(
-  { weight: 8, arbitrary: fc.array(mutation, { minLength: 1, maxLength: 3 }).map((ms) => stringify(ms.reduce((c, m) => m(c), base as unknown))) },
+  {
+    weight: 8,
+    arbitrary: fc.array(mutation, { minLength: 1, maxLength: 3 }).map((ms) => stringify(ms.reduce((c, m) => m(c), base as unknown))),
+  },
   // Text-level damage: cut, duplicated lines, tabs, random text.
   {
     weight: 2,
@@ -127,45 +133,49 @@ function sameValue(written: unknown, loaded: unknown): boolean {
 }
 
 describe('config fuzzing', () => {
-  test(`${RUNS} generated configs: load, or one clear error with a path; never a looser policy than written`, () => {
-    let loaded = 0;
-    let refused = 0;
-    fc.assert(
-      fc.property(document, (text) => {
-        let result;
-        try {
-          result = parseConfig(text, FILE, {});
-        } catch (err) {
-          expect(err).toBeInstanceOf(ConfigError);
-          const message = (err as Error).message;
-          expect(message.split('\n')).toHaveLength(1);
-          expect(message.startsWith(`${FILE}: `)).toBe(true);
-          refused++;
-          return;
-        }
-        loaded++;
-        // The policies compile (or the engine names the bad rule: a loaded config must compile).
-        new PolicyEngine(result.config.policies);
-        let written: Record<string, unknown>;
-        try {
-          written = (parse(text) ?? {}) as Record<string, unknown>;
-        } catch {
-          return;
-        }
-        for (const section of ['policies', 'rateLimit', 'auth'] as const) {
-          if (written[section] === undefined) continue;
-          for (const p of paths(written[section])) {
-            const w = get(written[section], p);
-            const l = get(result.config[section], p);
-            expect(l === undefined && w !== undefined && w !== null ? `${section}.${p.join('.')} was dropped` : 'kept').toBe('kept');
-            expect(sameValue(w, l), `${section}.${p.join('.')}: wrote ${JSON.stringify(w)}, loaded ${JSON.stringify(l)}`).toBe(true);
+  test(
+    `${RUNS} generated configs: load, or one clear error with a path; never a looser policy than written`,
+    () => {
+      let loaded = 0;
+      let refused = 0;
+      fc.assert(
+        fc.property(document, (text) => {
+          let result;
+          try {
+            result = parseConfig(text, FILE, {});
+          } catch (err) {
+            expect(err).toBeInstanceOf(ConfigError);
+            const message = (err as Error).message;
+            expect(message.split('\n')).toHaveLength(1);
+            expect(message.startsWith(`${FILE}: `)).toBe(true);
+            refused++;
+            return;
           }
-        }
-      }),
-      { numRuns: RUNS, seed: 11_21 },
-    );
-    // The generator must produce both outcomes, or it tests nothing.
-    expect(loaded).toBeGreaterThan(RUNS / 20);
-    expect(refused).toBeGreaterThan(RUNS / 4);
-  }, Math.max(60_000, RUNS * 3));
+          loaded++;
+          // The policies compile (or the engine names the bad rule: a loaded config must compile).
+          new PolicyEngine(result.config.policies);
+          let written: Record<string, unknown>;
+          try {
+            written = (parse(text) ?? {}) as Record<string, unknown>;
+          } catch {
+            return;
+          }
+          for (const section of ['policies', 'rateLimit', 'auth'] as const) {
+            if (written[section] === undefined) continue;
+            for (const p of paths(written[section])) {
+              const w = get(written[section], p);
+              const l = get(result.config[section], p);
+              expect(l === undefined && w !== undefined && w !== null ? `${section}.${p.join('.')} was dropped` : 'kept').toBe('kept');
+              expect(sameValue(w, l), `${section}.${p.join('.')}: wrote ${JSON.stringify(w)}, loaded ${JSON.stringify(l)}`).toBe(true);
+            }
+          }
+        }),
+        { numRuns: RUNS, seed: 11_21 },
+      );
+      // The generator must produce both outcomes, or it tests nothing.
+      expect(loaded).toBeGreaterThan(RUNS / 20);
+      expect(refused).toBeGreaterThan(RUNS / 4);
+    },
+    Math.max(60_000, RUNS * 3),
+  );
 });

@@ -303,7 +303,9 @@ describe('${VAR} interpolation', () => {
   });
 
   test('$${X} writes a literal ${X}', () => {
-    const config = parse(serversYaml('{ id: a, command: node, args: ["$${HOME}", "a$${X:-y}b", "$${consumer.id}"] }'), { HOME: '/home/me' });
+    const config = parse(serversYaml('{ id: a, command: node, args: ["$${HOME}", "a$${X:-y}b", "$${consumer.id}"] }'), {
+      HOME: '/home/me',
+    });
     expect(config.servers[0]!.args).toEqual(['${HOME}', 'a${X:-y}b', '$${consumer.id}']);
   });
 
@@ -373,7 +375,7 @@ describe('${VAR} interpolation', () => {
 });
 
 describe('paths', () => {
-  test('relative paths resolve against the config file\'s folder, not the working directory', () => {
+  test("relative paths resolve against the config file's folder, not the working directory", () => {
     const config = parse(
       `database: ./data/gw.db
 servers:

@@ -117,7 +117,12 @@ describe('JsonLineReader', () => {
 });
 
 describe('idOfInvalidLine', () => {
-  const oversize = (text: string): InvalidLine => ({ kind: 'oversize', prefix: text.slice(0, 512), tail: text.slice(-512), bytes: text.length });
+  const oversize = (text: string): InvalidLine => ({
+    kind: 'oversize',
+    prefix: text.slice(0, 512),
+    tail: text.slice(-512),
+    bytes: text.length,
+  });
 
   test('finds a numeric or string id at the end (the SDK writes it last)', () => {
     expect(idOfInvalidLine(oversize(`{"jsonrpc":"2.0","result":{"t":"${'x'.repeat(2000)}"},"id":17}`))).toBe(17);

@@ -101,7 +101,9 @@ describe('HS256 from a secret', () => {
       await rejects(verifier, `${b64url(header)}.${payload}.`);
       await rejects(verifier, `${b64url(header)}.${payload}`);
       // With the HS256 signature of the same content pasted on.
-      const sig = createHmac('sha256', SECRET).update(`${b64url(header)}.${payload}`).digest('base64url');
+      const sig = createHmac('sha256', SECRET)
+        .update(`${b64url(header)}.${payload}`)
+        .digest('base64url');
       await rejects(verifier, `${b64url(header)}.${payload}.${sig}`);
     }
   });
@@ -261,12 +263,15 @@ describe('asymmetric keys from a PEM', () => {
     await rejects(verifier, await sign((await generateKeyPair('ES256')).privateKey, 'ES256'));
   });
 
-  test.each(['PS256', 'RS512', 'ES384', 'ES512', 'Ed25519'])('every configurable asymmetric algorithm verifies from a PEM: %s', async (alg) => {
-    const pair = await generateKeyPair(alg, { extractable: true });
-    const verifier = new JwtVerifier(jwtConfig({ publicKey: await exportSPKI(pair.publicKey), algorithms: [alg] }));
-    await expect(verifier.verify(await sign(pair.privateKey, alg))).resolves.toMatchObject({ consumerId: 'alice' });
-    await rejects(verifier, await sign((await generateKeyPair(alg)).privateKey, alg));
-  });
+  test.each(['PS256', 'RS512', 'ES384', 'ES512', 'Ed25519'])(
+    'every configurable asymmetric algorithm verifies from a PEM: %s',
+    async (alg) => {
+      const pair = await generateKeyPair(alg, { extractable: true });
+      const verifier = new JwtVerifier(jwtConfig({ publicKey: await exportSPKI(pair.publicKey), algorithms: [alg] }));
+      await expect(verifier.verify(await sign(pair.privateKey, alg))).resolves.toMatchObject({ consumerId: 'alice' });
+      await rejects(verifier, await sign((await generateKeyPair(alg)).privateKey, alg));
+    },
+  );
 
   test('EdDSA (Ed25519)', async () => {
     const ed = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });

@@ -106,16 +106,14 @@ const callerArb = (roles: readonly string[] = [...KNOWN_ROLES, 'd']) =>
       roles: fc.uniqueArray(fc.constantFrom(...roles), { maxLength: roles.length }),
       keyId: fc.constantFrom<string | null>('k1', null),
     })
-    .map(
-      ({ roles: r, keyId }): Identity => ({
-        consumerId: 'alice',
-        keyId,
-        method: keyId === null ? 'jwt' : 'api-key',
-        roles: r,
-        claims: {},
-        expiresAt: null,
-      }),
-    );
+    .map(({ roles: r, keyId }): Identity => ({
+      consumerId: 'alice',
+      keyId,
+      method: keyId === null ? 'jwt' : 'api-key',
+      roles: r,
+      claims: {},
+      expiresAt: null,
+    }));
 
 const targetArb: fc.Arbitrary<Target> = fc.oneof(
   fc.record({ server: fc.constantFrom(...SERVERS), kind: fc.constant('tool' as const), name: fc.constantFrom(...NAMES) }),
@@ -288,23 +286,17 @@ describe('policy engine properties', () => {
 
   test('(c) a caller whose roles no policy names, with no "*" policy, is always denied', () => {
     fc.assert(
-      fc.property(
-        policiesArb({ roles: KNOWN_ROLES }),
-        callerArb(['x', 'y', '*']),
-        targetArb,
-        argsArb,
-        (policies, caller, target, args) => {
-          const engine = new PolicyEngine(policies);
-          expect(engine.decide(caller, target, args)).toEqual({
-            allowed: false,
-            policyId: null,
-            ruleIndex: null,
-            decidedBy: 'default-deny',
-            action: null,
-          });
-          expect(engine.mayAllow(caller, target)).toBe(false);
-        },
-      ),
+      fc.property(policiesArb({ roles: KNOWN_ROLES }), callerArb(['x', 'y', '*']), targetArb, argsArb, (policies, caller, target, args) => {
+        const engine = new PolicyEngine(policies);
+        expect(engine.decide(caller, target, args)).toEqual({
+          allowed: false,
+          policyId: null,
+          ruleIndex: null,
+          decidedBy: 'default-deny',
+          action: null,
+        });
+        expect(engine.mayAllow(caller, target)).toBe(false);
+      }),
       RUNS,
     );
   });

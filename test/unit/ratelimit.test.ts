@@ -28,7 +28,13 @@ const tool = (server: string, name: string): Target => ({ server, kind: 'tool', 
 const prompt = (server: string, name: string): Target => ({ server, kind: 'prompt', name });
 
 /** Admits `n` calls; returns how many were admitted. */
-function admitMany(limiter: RateLimiter, n: number, who: Identity, target: Target, keyLimit: { perMinute: number; burst?: number } | null = null) {
+function admitMany(
+  limiter: RateLimiter,
+  n: number,
+  who: Identity,
+  target: Target,
+  keyLimit: { perMinute: number; burst?: number } | null = null,
+) {
   let ok = 0;
   for (let i = 0; i < n; i++) if (limiter.admit(who, target, keyLimit).ok) ok++;
   return ok;
@@ -205,10 +211,7 @@ describe('RateLimiter: the consumer bucket', () => {
   test('a burst below one token (config built without the schema) still admits calls, and its retryAfterMs is honest', () => {
     const c = clock();
     const config = { ...rateConfig({ defaultPerMinute: 60, rules: [{ tool: 'x', perMinute: 6 }] }) };
-    const limiter = new RateLimiter(
-      { ...config, burst: 0.5, rules: config.rules.map((r) => ({ ...r, burst: 0.1 })) },
-      c.now,
-    );
+    const limiter = new RateLimiter({ ...config, burst: 0.5, rules: config.rules.map((r) => ({ ...r, burst: 0.1 })) }, c.now);
     const ana = caller('ana');
     expect(limiter.admit(ana, tool('s', 'x'), null).ok).toBe(true);
     const r = refused(limiter.admit(ana, tool('s', 'x'), null));
@@ -218,10 +221,7 @@ describe('RateLimiter: the consumer bucket', () => {
 
   test('enabled: false admits everything', () => {
     const c = clock();
-    const limiter = new RateLimiter(
-      rateConfig({ enabled: false, defaultPerMinute: 1, rules: [{ perMinute: 1, per: 'global' }] }),
-      c.now,
-    );
+    const limiter = new RateLimiter(rateConfig({ enabled: false, defaultPerMinute: 1, rules: [{ perMinute: 1, per: 'global' }] }), c.now);
     expect(limiter.enabled).toBe(false);
     expect(admitMany(limiter, 1_000, caller('ana'), tool('fs', 'read'))).toBe(1_000);
     expect(admitMany(limiter, 1_000, caller('bob'), tool('fs', 'read'), { perMinute: 1 })).toBe(1_000);
@@ -298,10 +298,7 @@ describe('RateLimiter: rule buckets', () => {
 
   test('when several buckets refuse, retryAfterMs is the longest wait', () => {
     const c = clock();
-    const limiter = new RateLimiter(
-      rateConfig({ defaultPerMinute: 60, burst: 1, rules: [{ tool: 'slow', perMinute: 1 }] }),
-      c.now,
-    );
+    const limiter = new RateLimiter(rateConfig({ defaultPerMinute: 60, burst: 1, rules: [{ tool: 'slow', perMinute: 1 }] }), c.now);
     const ana = caller('ana');
     expect(limiter.admit(ana, tool('fs', 'slow'), null).ok).toBe(true);
     const r = refused(limiter.admit(ana, tool('fs', 'slow'), null));

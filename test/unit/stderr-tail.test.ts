@@ -8,7 +8,12 @@ import { StderrTail } from '../../src/registry/stderr-tail.js';
 function tail(keep = 5, perSecond = 20) {
   let now = 1_000_000;
   const logged: string[] = [];
-  const t = new StderrTail(keep, (l) => logged.push(l), perSecond, () => now);
+  const t = new StderrTail(
+    keep,
+    (l) => logged.push(l),
+    perSecond,
+    () => now,
+  );
   return {
     t,
     logged,

@@ -40,7 +40,8 @@ export async function withReadOnlyDb<T>(options: Common, fn: (db: Db, loaded: Lo
 export function rangeOf(options: RangeOptions): TimeRange {
   const since = options.since === undefined ? undefined : parseInstant(options.since, '--since');
   const until = options.until === undefined ? undefined : parseInstant(options.until, '--until');
-  if (since !== undefined && until !== undefined && since >= until) throw usageError(`--since (${since}) must be before --until (${until})`);
+  if (since !== undefined && until !== undefined && since >= until)
+    throw usageError(`--since (${since}) must be before --until (${until})`);
   return { since, until };
 }
 
@@ -128,9 +129,7 @@ export async function auditVerifyCommand(options: Common & { anchor?: string }):
       return;
     }
     const hint =
-      result.reason === 'wrong-key' && !hmacKey && !loaded.config.audit.hmacKeyEnv
-        ? ' (this config sets no audit.hmacKeyEnv)'
-        : '';
+      result.reason === 'wrong-key' && !hmacKey && !loaded.config.audit.hmacKeyEnv ? ' (this config sets no audit.hmacKeyEnv)' : '';
     throw checkFailed(`audit chain fails at seq ${result.seq}: ${result.reason}: ${result.detail}${hint}`);
   });
 }
@@ -139,7 +138,8 @@ export async function auditVerifyCommand(options: Common & { anchor?: string }):
 export async function auditHeadCommand(options: Common): Promise<void> {
   await withReadOnlyDb(options, (db) => {
     const head = chainHead(db);
-    if (head.seq > 0 && head.hash === '') throw checkFailed('the audit log was written with audit.hashChain off: it has no hashes to anchor');
+    if (head.seq > 0 && head.hash === '')
+      throw checkFailed('the audit log was written with audit.hashChain off: it has no hashes to anchor');
     if (options.json) printJson(head);
     else process.stdout.write(`${head.seq}:${head.hash}\n`);
   });

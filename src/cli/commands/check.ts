@@ -60,7 +60,10 @@ export async function check(options: { config?: string; json?: boolean }): Promi
 
   const uris = new Map<string, string[]>();
   for (const { child } of results) {
-    for (const uri of new Set([...child.catalog.resources.map((r) => r.uri), ...child.catalog.resourceTemplates.map((t) => t.uriTemplate)])) {
+    for (const uri of new Set([
+      ...child.catalog.resources.map((r) => r.uri),
+      ...child.catalog.resourceTemplates.map((t) => t.uriTemplate),
+    ])) {
       uris.set(uri, [...(uris.get(uri) ?? []), child.id]);
     }
   }
@@ -96,7 +99,8 @@ export async function check(options: { config?: string; json?: boolean }): Promi
       for (const line of r.stderrTail) out.push(`          stderr: ${line}`);
     }
     for (const s of registry.disabledServers()) out.push(`  off     ${s.id}: enabled: false`);
-    for (const c of conflicts) out.push(`  warning: ${c.uri} is offered by ${c.servers.join(', ')}; ${c.servedBy} serves it (first in config order)`);
+    for (const c of conflicts)
+      out.push(`  warning: ${c.uri} is offered by ${c.servers.join(', ')}; ${c.servedBy} serves it (first in config order)`);
     if (config.auth.anonymous) out.push('  warning: auth.anonymous is true: callers without a credential get the "anonymous" role');
     if (config.policies.length === 0) out.push('  note: no policies: every call will be refused (default deny)');
     out.push(`checked in ${Date.now() - started} ms`);

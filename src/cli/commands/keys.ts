@@ -31,7 +31,10 @@ export async function keysCreate(
   roles: string,
   options: Common & { expires?: string; rate?: string },
 ): Promise<void> {
-  const roleList = roles.split(',').map((r) => r.trim()).filter(Boolean);
+  const roleList = roles
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean);
   if (roleList.length === 0) throw usageError('give at least one role, e.g. reader');
   if (!consumerId.trim()) throw usageError('consumerId must not be empty');
   const expiresAt = options.expires ? parseExpiry(options.expires, '--expires') : null;
@@ -65,7 +68,11 @@ export async function keysList(options: Common): Promise<void> {
       })),
     ];
     if (options.json) printJson({ keys: rows });
-    else printTable(rows.map((r) => ({ ...r, roles: r.roles.join(',') })), ['id', 'name', 'consumerId', 'roles', 'state', 'expiresAt', 'source']);
+    else
+      printTable(
+        rows.map((r) => ({ ...r, roles: r.roles.join(',') })),
+        ['id', 'name', 'consumerId', 'roles', 'state', 'expiresAt', 'source'],
+      );
   });
 }
 
@@ -81,7 +88,9 @@ export async function keysRevoke(keyId: string, options: Common): Promise<void> 
       return;
     }
     store.revoke(keyId, new Date().toISOString());
-    process.stdout.write(`revoked key ${keyId} (${key.name}, consumer ${key.consumerId}); running gateways refuse it from their next request\n`);
+    process.stdout.write(
+      `revoked key ${keyId} (${key.name}, consumer ${key.consumerId}); running gateways refuse it from their next request\n`,
+    );
   });
 }
 

@@ -30,10 +30,13 @@ export async function serve(options: { config?: string }): Promise<void> {
     stopping = true;
     logger.info(`stopping (${why})`);
     // A hard deadline: whatever happens, the process (and with it the children) goes.
-    setTimeout(() => {
-      gateway.registry.killAll();
-      process.exit(code);
-    }, 3 * GRACE_MS + 1_000).unref();
+    setTimeout(
+      () => {
+        gateway.registry.killAll();
+        process.exit(code);
+      },
+      3 * GRACE_MS + 1_000,
+    ).unref();
     try {
       await gateway.close(GRACE_MS);
     } catch (err) {

@@ -24,5 +24,9 @@ export async function serversList(options: { config?: string; json?: boolean }):
     timeoutMs: s.timeoutMs,
   }));
   if (options.json) printJson({ servers: rows });
-  else printTable(rows.map((r) => ({ ...r, enabled: r.enabled ? 'yes' : 'no', env: r.env.join(',') })), ['id', 'name', 'enabled', 'start', 'command', 'env']);
+  else
+    printTable(
+      rows.map((r) => ({ ...r, enabled: r.enabled ? 'yes' : 'no', env: r.env.join(',') })),
+      ['id', 'name', 'enabled', 'start', 'command', 'env'],
+    );
 }
