@@ -30,7 +30,8 @@ export class TokenBucket {
     this.refill(now);
     // The tolerance absorbs floating-point error: after waiting exactly the time promised, the
     // refill may come to 0.9999999999 of a token, and the call must then be admitted.
-    return this.tokens >= 1 - TOLERANCE ? 0 : Math.ceil((1 - this.tokens) / this.perMs);
+    // Aim at the middle of the band, so the promised wait still admits after rounding.
+    return this.tokens >= 1 - TOLERANCE ? 0 : Math.ceil((1 - TOLERANCE / 2 - this.tokens) / this.perMs);
   }
 
   /** Takes one token; the caller checked `waitMs(now) === 0` first. */
