@@ -47,7 +47,6 @@ const passthrough = z.custom<Record<string, unknown>>((v) => typeof v === 'objec
 
 export class Front {
   readonly server: Server;
-  private readonly separator: string;
   private readonly expose: GatewayConfig['naming']['expose'];
   private initialized = false;
   private logLevel: LoggingLevel | undefined;
@@ -61,7 +60,6 @@ export class Front {
   readonly toolContext: GatewayToolContext;
 
   constructor(private readonly o: FrontOptions) {
-    this.separator = o.config.naming.separator;
     this.expose = o.config.naming.expose;
     this.log = o.logger.scoped('front');
     this.server = new Server(o.serverInfo, {

@@ -18,10 +18,8 @@
 import { execFileSync, spawn, type SpawnOptions } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, test } from 'vitest';
-import { z } from 'zod';
 import { verifyChain } from '../../src/audit/verify.js';
 import {
   BIN,
@@ -36,9 +34,11 @@ import {
   waitFor,
   writeConfig,
   type RunningGateway,
+  type Obj,
+  call,
+  toolNames,
+  waitListed,
 } from '../helpers/gateway.js';
-
-type Obj = Record<string, unknown>;
 
 interface AuditRowRead {
   seq: number;
@@ -58,33 +58,6 @@ interface AuditRowRead {
   decided_by: string | null;
   prev_hash: string;
   hash: string;
-}
-
-const anyResult = z.looseObject({});
-
-/** A tools/call with no client-side schema checks (the SDK's callTool would re-validate results). */
-async function call(client: Client, name: string, args: Obj = {}, options: { signal?: AbortSignal; timeout?: number } = {}): Promise<Obj> {
-  return (await client.request({ method: 'tools/call', params: { name, arguments: args } } as never, anyResult, {
-    timeout: options.timeout ?? 60_000,
-    ...(options.signal ? { signal: options.signal } : {}),
-  })) as Obj;
-}
-
-async function toolNames(client: Client): Promise<string[]> {
-  const result = (await client.request({ method: 'tools/list', params: {} } as never, anyResult, { timeout: 60_000 })) as Obj;
-  return (result['tools'] as { name: string }[]).map((t) => t.name);
-}
-
-/** Waits until every name is listed (eager children have started). */
-async function waitListed(client: Client, names: readonly string[]): Promise<void> {
-  await waitFor(
-    async () => {
-      const listed = new Set(await toolNames(client));
-      return names.every((n) => listed.has(n));
-    },
-    30_000,
-    `${names.join(', ')} to be listed`,
-  );
 }
 
 /** Opens the gateway's database read-only (as `audit verify` does); works beside live gateways. */

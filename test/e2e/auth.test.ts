@@ -7,10 +7,8 @@
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { z } from 'zod';
 import {
   BIN,
   EVERYTHING,
@@ -18,40 +16,15 @@ import {
   fixture,
   startGateway,
   tempDir,
-  waitFor,
   writeConfig,
   type RunningGateway,
+  type Obj,
+  call,
+  waitListed,
 } from '../helpers/gateway.js';
-
-type Obj = Record<string, unknown>;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-const anyResult = z.looseObject({});
-
-async function call(client: Client, name: string, args: Obj = {}): Promise<Obj> {
-  return (await client.request({ method: 'tools/call', params: { name, arguments: args } } as never, anyResult, {
-    timeout: 60_000,
-  })) as Obj;
-}
-
-async function toolNames(client: Client): Promise<string[]> {
-  const result = (await client.request({ method: 'tools/list', params: {} } as never, anyResult, { timeout: 60_000 })) as Obj;
-  return (result['tools'] as { name: string }[]).map((t) => t.name).sort();
-}
-
-/** Tool names once the given tool is listed (children start after the agent initialized). */
-async function namesOnceListed(client: Client, name: string): Promise<string[]> {
-  return waitFor(
-    async () => {
-      const names = await toolNames(client);
-      return names.includes(name) ? names : undefined;
-    },
-    30_000,
-    `${name} to be listed`,
-  );
-}
 
 /** The JSON-RPC error a request was refused with. */
 async function rpcError(promise: Promise<unknown>): Promise<{ code: number; data?: Obj }> {
@@ -192,7 +165,7 @@ describe('reader vs admin against server-everything', () => {
 
   test('a reader lists exactly the allowed tools, list_tools agrees, and other tools are FORBIDDEN', async () => {
     const adminGw = await start({ config, dir, key: admin.key });
-    const adminNames = await namesOnceListed(adminGw.client, 'everything__echo');
+    const adminNames = await waitListed(adminGw.client, 'everything__echo');
     const everythingTools = adminNames.filter((n) => n.startsWith('everything__')).map((n) => n.slice('everything__'.length));
     const allowed = everythingTools.filter((t) => t.startsWith('get-') || t === 'echo').map((t) => `everything__${t}`);
     const notAllowed = everythingTools.filter((t) => !t.startsWith('get-') && t !== 'echo').map((t) => `everything__${t}`);
@@ -201,7 +174,7 @@ describe('reader vs admin against server-everything', () => {
     await adminGw.close();
 
     const gw = await start({ config, dir, key: reader.key });
-    const names = await namesOnceListed(gw.client, 'everything__echo');
+    const names = await waitListed(gw.client, 'everything__echo');
     // Exactly the allowed direct tools, plus the entry points that only reach them.
     expect(names).toEqual([...allowed, 'call', 'list_tools'].sort());
     for (const t of ADMIN_ONLY_GATEWAY_TOOLS) expect(names).not.toContain(t);
@@ -235,7 +208,7 @@ describe('reader vs admin against server-everything', () => {
 
   test('an admin sees and calls everything, including the gateway tools', async () => {
     const gw = await start({ config, dir, key: admin.key });
-    const names = await namesOnceListed(gw.client, 'everything__echo');
+    const names = await waitListed(gw.client, 'everything__echo');
     for (const t of ['call', 'list_tools', ...ADMIN_ONLY_GATEWAY_TOOLS, 'everything__get-sum', 'everything__toggle-simulated-logging']) {
       expect(names).toContain(t);
     }
@@ -254,12 +227,12 @@ describe('reader vs admin against server-everything', () => {
 
   test('a reader reading a resource gets a JSON-RPC error with code FORBIDDEN', async () => {
     const adminGw = await start({ config, dir, key: admin.key });
-    await namesOnceListed(adminGw.client, 'everything__echo');
+    await waitListed(adminGw.client, 'everything__echo');
     const uri = (await adminGw.client.listResources()).resources[0]!.uri;
     await adminGw.close();
 
     const gw = await start({ config, dir, key: reader.key });
-    await namesOnceListed(gw.client, 'everything__echo');
+    await waitListed(gw.client, 'everything__echo');
     const err = await rpcError(gw.client.readResource({ uri }));
     expect(err.data?.['code']).toBe('FORBIDDEN');
   });
@@ -285,7 +258,7 @@ describe('database keys managed by the CLI while gateways run', () => {
   test('a key revoked by `keys revoke` mid-session: the very next call and list are UNAUTHENTICATED', async () => {
     const created = await createKey(configFile, 'Laptop', 'ana', 'user');
     const gw = await start({ config, dir, key: created.key });
-    await namesOnceListed(gw.client, 'echo__echo');
+    await waitListed(gw.client, 'echo__echo');
     expect((await call(gw.client, 'echo__echo', { message: 'before' }))['isError']).not.toBe(true);
 
     const revoked = await cli(['keys', 'revoke', created.id, '--config', configFile]);
@@ -308,7 +281,7 @@ describe('database keys managed by the CLI while gateways run', () => {
   test("`keys rotate`: the old key's session is refused on its next call; a new gateway with the new key works", async () => {
     const created = await createKey(configFile, 'CI', 'ci', 'user', '--rate', '500');
     const old = await start({ config, dir, key: created.key });
-    await namesOnceListed(old.client, 'echo__echo');
+    await waitListed(old.client, 'echo__echo');
     expect((await call(old.client, 'echo__echo', { message: 'x' }))['isError']).not.toBe(true);
 
     const rotated = await cli(['keys', 'rotate', created.id, '--json', '--config', configFile]);
@@ -321,7 +294,7 @@ describe('database keys managed by the CLI while gateways run', () => {
     expect(errorCode(await call(old.client, 'echo__echo', { message: 'x' }))).toBe('UNAUTHENTICATED');
 
     const next = await start({ config, dir, key: fresh.key });
-    await namesOnceListed(next.client, 'echo__echo');
+    await waitListed(next.client, 'echo__echo');
     expect((await call(next.client, 'echo__echo', { message: 'y' }))['isError']).not.toBe(true);
 
     await expectRefusedAtStartup(configFile, { MCP_GATEWAY_API_KEY: created.key });
@@ -334,7 +307,7 @@ describe('database keys managed by the CLI while gateways run', () => {
     const created = await createKey(configFile, 'Short', 'temp', 'user', '--expires', '8s');
     expect(created.expiresAt).not.toBeNull();
     const gw = await start({ config, dir, key: created.key });
-    await namesOnceListed(gw.client, 'echo__echo');
+    await waitListed(gw.client, 'echo__echo');
     expect((await call(gw.client, 'echo__echo', { message: 'x' }))['isError']).not.toBe(true);
 
     const wait = Date.parse(created.expiresAt!) - Date.now() + 250;
@@ -429,7 +402,7 @@ describe('database keys managed by the CLI while gateways run', () => {
 
     // The printed key works.
     const gw = await start({ config, dir, key: rotatedKeys[0]! });
-    await namesOnceListed(gw.client, 'echo__echo');
+    await waitListed(gw.client, 'echo__echo');
   });
 
   test('`keys create` refuses bad input with exit 2', async () => {
@@ -473,7 +446,7 @@ describe('static keys in the config, and anonymous callers', () => {
 
     for (const key of [HASHED_KEY, ENV_KEY]) {
       const gw = await start({ config, dir, key, env: { ENV_BOT_KEY: ENV_KEY } });
-      expect(await namesOnceListed(gw.client, 'echo__echo')).toEqual(['call', 'echo__echo', 'list_tools']);
+      expect(await waitListed(gw.client, 'echo__echo')).toEqual(['call', 'echo__echo', 'list_tools']);
       expect((await call(gw.client, 'echo__echo', { message: 'static' }))['isError']).not.toBe(true);
       await gw.close();
     }
@@ -499,7 +472,7 @@ describe('static keys in the config, and anonymous callers', () => {
       rateLimit: { enabled: false },
     };
     const gw = await start({ config, dir, key: null });
-    expect(await namesOnceListed(gw.client, 'echo__echo')).toEqual(['call', 'echo__echo', 'list_tools']);
+    expect(await waitListed(gw.client, 'echo__echo')).toEqual(['call', 'echo__echo', 'list_tools']);
     expect((await call(gw.client, 'echo__echo', { message: 'hello' }))['isError']).not.toBe(true);
     expect(errorCode(await call(gw.client, 'echo__add', { a: 1, b: 2 }))).toBe('FORBIDDEN');
     // The same config without anonymous refuses to start without a credential.
@@ -564,13 +537,13 @@ describe('JWT sessions via MCP_GATEWAY_TOKEN', () => {
       const adminToken = await token(secret, 'HS256', { sub: 'adam', realm_access: { roles: ['admin'] } });
 
       const admin = await start({ config, dir, key: null, env: env(adminToken) });
-      const adminNames = await namesOnceListed(admin.client, 'everything__echo');
+      const adminNames = await waitListed(admin.client, 'everything__echo');
       expect(adminNames).toContain('server_status');
       expect(adminNames).toContain('everything__toggle-simulated-logging');
       await admin.close();
 
       const reader = await start({ config, dir, key: null, env: env(readerToken) });
-      const names = await namesOnceListed(reader.client, 'everything__echo');
+      const names = await waitListed(reader.client, 'everything__echo');
       const expected = adminNames.filter((n) => /^everything__(get-.*|echo)$/.test(n));
       expect(names).toEqual([...expected, 'call', 'list_tools'].sort());
       expect((await call(reader.client, 'everything__get-sum', { a: 1, b: 2 }))['isError']).not.toBe(true);
@@ -586,7 +559,7 @@ describe('JWT sessions via MCP_GATEWAY_TOKEN', () => {
       const exp = now() + 10;
       const t = await token(secret, 'HS256', { sub: 'rita', realm_access: { roles: ['reader'] } }, { exp });
       const gw = await start({ config: strict, dir: strictDir, key: null, env: env(t) });
-      await namesOnceListed(gw.client, 'echo__echo');
+      await waitListed(gw.client, 'echo__echo');
       expect((await call(gw.client, 'echo__echo', { message: 'x' }))['isError']).not.toBe(true);
       await new Promise((r) => setTimeout(r, Math.max(0, exp * 1000 - Date.now() + 300)));
       expect(errorCode(await call(gw.client, 'echo__echo', { message: 'x' }))).toBe('UNAUTHENTICATED');
@@ -653,7 +626,7 @@ describe('JWT sessions via MCP_GATEWAY_TOKEN', () => {
         key: null,
         env: { MCP_GATEWAY_TOKEN: await token(a.privateKey, 'RS256', claims, { kid: 'A' }) },
       });
-      expect(await namesOnceListed(gwA.client, 'echo__echo')).toEqual(['call', 'echo__echo', 'list_tools']);
+      expect(await waitListed(gwA.client, 'echo__echo')).toEqual(['call', 'echo__echo', 'list_tools']);
       expect((await call(gwA.client, 'echo__echo', { message: 'a' }))['isError']).not.toBe(true);
 
       const tokenB = await token(b.privateKey, 'RS256', claims, { kid: 'B' });
@@ -687,7 +660,7 @@ describe('JWT sessions via MCP_GATEWAY_TOKEN', () => {
       const claims = { sub: 'rita', roles: ['reader'] };
       await expectRefusedAtStartup(configFile, { MCP_GATEWAY_TOKEN: await token(new TextEncoder().encode(pem), 'HS256', claims) });
       const gw = await start({ config, dir, key: null, env: { MCP_GATEWAY_TOKEN: await token(a.privateKey, 'RS256', claims) } });
-      expect(await namesOnceListed(gw.client, 'echo__echo')).toContain('echo__echo');
+      expect(await waitListed(gw.client, 'echo__echo')).toContain('echo__echo');
     });
   });
 });

@@ -10,22 +10,20 @@ import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, test } from 'vitest';
-import { z } from 'zod';
-import { alive, errorCode, fixture, startGateway, tempDir, testConfig, textOf, waitFor, type RunningGateway } from '../helpers/gateway.js';
-
-type Obj = Record<string, unknown>;
-const anyResult = z.looseObject({});
-
-async function call(client: Client, name: string, args: Obj = {}, options: { timeout?: number } = {}): Promise<Obj> {
-  return (await client.request({ method: 'tools/call', params: { name, arguments: args } } as never, anyResult, {
-    timeout: options.timeout ?? 60_000,
-  })) as Obj;
-}
-
-async function toolNames(client: Client): Promise<string[]> {
-  const result = (await client.request({ method: 'tools/list', params: {} } as never, anyResult)) as Obj;
-  return (result.tools as Obj[]).map((t) => t.name as string);
-}
+import {
+  alive,
+  errorCode,
+  fixture,
+  startGateway,
+  tempDir,
+  testConfig,
+  textOf,
+  waitFor,
+  type RunningGateway,
+  type Obj,
+  call,
+  toolNames,
+} from '../helpers/gateway.js';
 
 /** server_status of one server. */
 async function status(client: Client, server: string): Promise<Obj> {

@@ -6,9 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { BIN, TEST_KEY, fixture, tempDir, testConfig, writeConfig } from '../helpers/gateway.js';
-
-type Obj = Record<string, unknown>;
+import { BIN, TEST_KEY, fixture, tempDir, testConfig, writeConfig, type Obj } from '../helpers/gateway.js';
 
 interface Run {
   readonly code: number | null;

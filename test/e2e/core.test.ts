@@ -10,7 +10,6 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { z } from 'zod';
 import {
   BIN,
   EVERYTHING,
@@ -24,12 +23,9 @@ import {
   waitFor,
   writeConfig,
   type RunningGateway,
+  type Obj,
+  anyResult,
 } from '../helpers/gateway.js';
-
-type Obj = Record<string, unknown>;
-
-/** Keeps every field: the SDK's own result schemas would drop unknown ones. */
-const anyResult = z.looseObject({});
 
 /** A request whose result comes back exactly as sent (no SDK re-parsing). */
 async function raw(client: Client, method: string, params: Obj = {}): Promise<Obj> {

@@ -15,7 +15,6 @@ import {
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
   EVERYTHING,
   errorCode,
@@ -26,12 +25,12 @@ import {
   textOf,
   waitFor,
   type RunningGateway,
+  type Obj,
+  anyResult,
 } from '../helpers/gateway.js';
 
 /** Lists (and requests that route by catalog) wait this long for children still starting: the machine may be slow. */
 const PATIENT = { limits: { listWaitMs: 30_000 } };
-const anyResult = z.looseObject({});
-type Obj = Record<string, unknown>;
 
 /** Records every message the agent's transport receives and sends, next to the SDK client's own handling. */
 function spy(gw: RunningGateway): { received: JSONRPCMessage[]; sent: JSONRPCMessage[] } {

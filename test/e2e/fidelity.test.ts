@@ -14,14 +14,10 @@ import {
   type ClientCapabilities,
 } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { EVERYTHING, fixture, startGateway, testConfig, textOf, type RunningGateway } from '../helpers/gateway.js';
+import { EVERYTHING, fixture, startGateway, testConfig, textOf, type RunningGateway, type Obj, anyResult } from '../helpers/gateway.js';
 
 /** Lists (and requests that route by catalog) wait this long for children still starting: the machine may be slow. */
 const PATIENT = { limits: { listWaitMs: 30_000 } };
-/** Keeps every field: the SDK's own result schemas would drop the unknown ones. */
-const anyResult = z.looseObject({});
-type Obj = Record<string, unknown>;
 
 const FULL_CAPS: ClientCapabilities = { sampling: {}, elicitation: {}, roots: { listChanged: true } };
 const EVERYTHING_SERVER = { id: 'everything', command: process.execPath, args: [EVERYTHING, 'stdio'] };

@@ -4,13 +4,10 @@
  * fields the gateway does not know.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { fixture, startGateway, testConfig, type RunningGateway } from '../helpers/gateway.js';
+import { fixture, startGateway, testConfig, type RunningGateway, type Obj, anyResult } from '../helpers/gateway.js';
 
 /** Lists (and requests that route by catalog) wait this long for children still starting: the machine may be slow. */
 const PATIENT = { limits: { listWaitMs: 30_000 } };
-const anyResult = z.looseObject({});
-type Obj = Record<string, unknown>;
 const pad = (n: number) => String(n).padStart(3, '0');
 
 describe('a child with 500 tools in pages of 50', () => {

@@ -7,37 +7,20 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import Database from 'better-sqlite3';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { z } from 'zod';
-import { ROOT, TEST_KEY, errorCode, startGateway, tempDir, waitFor, type RunningGateway } from '../helpers/gateway.js';
-
-type Obj = Record<string, unknown>;
-
-const anyResult = z.looseObject({});
-
-async function call(client: Client, name: string, args: Obj = {}): Promise<Obj> {
-  return (await client.request({ method: 'tools/call', params: { name, arguments: args } } as never, anyResult, {
-    timeout: 60_000,
-  })) as Obj;
-}
-
-async function toolNames(client: Client): Promise<string[]> {
-  const result = (await client.request({ method: 'tools/list', params: {} } as never, anyResult, { timeout: 60_000 })) as Obj;
-  return (result['tools'] as { name: string }[]).map((t) => t.name).sort();
-}
-
-async function waitListed(client: Client, name: string): Promise<string[]> {
-  return waitFor(
-    async () => {
-      const names = await toolNames(client);
-      return names.includes(name) ? names : undefined;
-    },
-    30_000,
-    `${name} to be listed`,
-  );
-}
+import {
+  ROOT,
+  TEST_KEY,
+  errorCode,
+  startGateway,
+  tempDir,
+  type RunningGateway,
+  type Obj,
+  call,
+  toolNames,
+  waitListed,
+} from '../helpers/gateway.js';
 
 const textOf = (result: Obj) => ((result['content'] as { type: string; text?: string }[] | undefined) ?? [])[0]?.text ?? '';
 const errorMeta = (result: Obj) => (result['_meta'] as Obj | undefined)?.['mcp-gateway/error'] as Obj | undefined;

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { z } from 'zod';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = path.join(ROOT, 'bin/mcp-gateway.js');
@@ -145,4 +146,41 @@ export function textOf(result: unknown): string {
 export function errorCode(result: unknown): string | undefined {
   const meta = (result as { _meta?: Record<string, { code?: string }> })._meta;
   return meta?.['mcp-gateway/error']?.code;
+}
+
+export type Obj = Record<string, unknown>;
+
+/** Keeps every field: the SDK's own result schemas would drop unknown ones or re-validate results. */
+export const anyResult = z.looseObject({});
+
+/** A tools/call whose result comes back exactly as the gateway sent it. */
+export async function call(
+  client: Client,
+  name: string,
+  args: Obj = {},
+  options: { signal?: AbortSignal; timeout?: number } = {},
+): Promise<Obj> {
+  return (await client.request({ method: 'tools/call', params: { name, arguments: args } } as never, anyResult, {
+    timeout: options.timeout ?? 60_000,
+    ...(options.signal ? { signal: options.signal } : {}),
+  })) as Obj;
+}
+
+/** The names of the tools listed to this client, sorted. */
+export async function toolNames(client: Client): Promise<string[]> {
+  const result = (await client.request({ method: 'tools/list', params: {} } as never, anyResult, { timeout: 60_000 })) as Obj;
+  return (result['tools'] as { name: string }[]).map((t) => t.name).sort();
+}
+
+/** The tool names once every one of `names` is listed (children start after the agent initialized). */
+export async function waitListed(client: Client, names: string | readonly string[], ms = 30_000): Promise<string[]> {
+  const wanted = typeof names === 'string' ? [names] : names;
+  return waitFor(
+    async () => {
+      const listed = await toolNames(client);
+      return wanted.every((n) => listed.includes(n)) ? listed : undefined;
+    },
+    ms,
+    `${wanted.join(', ')} to be listed`,
+  );
 }
