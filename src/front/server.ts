@@ -16,7 +16,7 @@ import type { Identity } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import { CallContext, type CallKind, type CallRequest, type ResultObject, type SessionRef } from '../pipeline/context.js';
 import type { Target } from '../policy/types.js';
-import type { ChildServer, RawEntry, RawResource, RawTemplate } from '../registry/child.js';
+import type { ChildServer, RawEntry } from '../registry/child.js';
 import type { Registry } from '../registry/registry.js';
 import type { ArgumentValidator } from '../registry/validate.js';
 import type { Redactor } from '../secrets/redactor.js';
@@ -248,33 +248,25 @@ export class Front {
     this.handle('resources/list', async () => {
       const identity = await this.identityOrThrow();
       await this.settle();
-      const seen = new Set<string>();
-      const resources: RawResource[] = [];
-      for (const child of this.o.registry.all()) {
-        for (const r of child.catalog.resources) {
-          if (seen.has(r.uri)) continue;
-          seen.add(r.uri);
-          if (this.o.policy.mayAllow(identity, { server: child.id, kind: 'resource', name: r.uri })) resources.push(r);
-        }
-      }
-      return { resources };
+      return {
+        resources: this.visibleResources(
+          identity,
+          (c) => c.catalog.resources,
+          (r) => r.uri,
+        ),
+      };
     });
 
     this.handle('resources/templates/list', async () => {
       const identity = await this.identityOrThrow();
       await this.settle();
-      const seen = new Set<string>();
-      const resourceTemplates: RawTemplate[] = [];
-      for (const child of this.o.registry.all()) {
-        for (const t of child.catalog.resourceTemplates) {
-          if (seen.has(t.uriTemplate)) continue;
-          seen.add(t.uriTemplate);
-          if (this.o.policy.mayAllow(identity, { server: child.id, kind: 'resource', name: t.uriTemplate })) {
-            resourceTemplates.push(t);
-          }
-        }
-      }
-      return { resourceTemplates };
+      return {
+        resourceTemplates: this.visibleResources(
+          identity,
+          (c) => c.catalog.resourceTemplates,
+          (t) => t.uriTemplate,
+        ),
+      };
     });
 
     this.handle('resources/read', async (params, extra) => {
@@ -532,6 +524,24 @@ export class Front {
   /** The direct tools the identity may use (also what `list_tools` shows). */
   visibleTools(identity: Identity) {
     return this.o.registry.tools().filter((t) => this.o.policy.mayAllow(identity, { server: t.server, kind: 'tool', name: t.entry.name }));
+  }
+
+  /**
+   * Resources or templates of every server the identity may read, each URI once (one two servers
+   * claim is served by the first in config order, so its entry is the one listed).
+   */
+  private visibleResources<T>(identity: Identity, pick: (c: ChildServer) => readonly T[], uriOf: (entry: T) => string): T[] {
+    const seen = new Set<string>();
+    const out: T[] = [];
+    for (const child of this.o.registry.all()) {
+      for (const entry of pick(child)) {
+        const uri = uriOf(entry);
+        if (seen.has(uri)) continue;
+        seen.add(uri);
+        if (this.o.policy.mayAllow(identity, { server: child.id, kind: 'resource', name: uri })) out.push(entry);
+      }
+    }
+    return out;
   }
 
   private listTools(identity: Identity): RawEntry[] {

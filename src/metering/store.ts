@@ -4,9 +4,8 @@
  */
 import type { Db } from '../store/db.js';
 
-/** One request's (or several requests') contribution to a usage row. */
-export interface UsageDelta {
-  readonly hour: string;
+/** What a usage row counts, for one consumer, server and tool. */
+interface UsageCounts {
   readonly consumer_id: string;
   readonly server: string;
   readonly tool: string;
@@ -14,24 +13,22 @@ export interface UsageDelta {
   readonly errors: number;
   readonly denied: number;
   readonly rate_limited: number;
+  readonly cost: number;
+}
+
+/** One request's (or several requests') contribution to a usage row. */
+export interface UsageDelta extends UsageCounts {
+  readonly hour: string;
   /** Sum of the latencies. */
   readonly latency_ms: number;
   /** Largest single latency (defaults to latency_ms for one request). */
   readonly latency_max_ms?: number;
-  readonly cost: number;
 }
 
-export interface UsageRow {
-  readonly consumer_id: string;
-  readonly server: string;
-  readonly tool: string;
-  readonly calls: number;
-  readonly errors: number;
-  readonly denied: number;
-  readonly rate_limited: number;
+/** A usage row as reported (summed over the hours of a range). */
+export interface UsageRow extends UsageCounts {
   readonly latency_sum_ms: number;
   readonly latency_max_ms: number;
-  readonly cost: number;
 }
 
 export type UsageGroup = 'consumer' | 'server' | 'tool';
