@@ -3,18 +3,37 @@
  * the library; this file only declares them and maps errors to exit codes.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError } from '../config/load.js';
-import { StoreError } from '../store/db.js';
 import { VERSION } from '../version.js';
 import { CliError } from './errors.js';
-import { serve } from './commands/serve.js';
-import { init } from './commands/init.js';
-import { check } from './commands/check.js';
-import { serversList } from './commands/servers.js';
-import { claudeConfig } from './commands/claude-config.js';
-import { keysCreate, keysHash, keysList, keysRevoke, keysRotate } from './commands/keys.js';
-import { auditExportCommand, auditHeadCommand, auditLogCommand, auditStatsCommand, auditVerifyCommand } from './commands/audit.js';
-import { usageCommand } from './commands/usage.js';
+
+/**
+ * A command's action, loaded when it runs: `serve` starts on every launch of Claude Desktop, and
+ * must not pay for loading the modules of every other command.
+ */
+function lazy<M, K extends keyof M>(load: () => Promise<M>, name: K): (...args: unknown[]) => Promise<void> {
+  return async (...args) => {
+    await ((await load())[name] as (...a: unknown[]) => unknown)(...args);
+  };
+}
+const serveModule = () => import('./commands/serve.js');
+const keysModule = () => import('./commands/keys.js');
+const auditModule = () => import('./commands/audit.js');
+const serve = lazy(serveModule, 'serve');
+const init = lazy(() => import('./commands/init.js'), 'init');
+const check = lazy(() => import('./commands/check.js'), 'check');
+const serversList = lazy(() => import('./commands/servers.js'), 'serversList');
+const claudeConfig = lazy(() => import('./commands/claude-config.js'), 'claudeConfig');
+const keysCreate = lazy(keysModule, 'keysCreate');
+const keysList = lazy(keysModule, 'keysList');
+const keysRevoke = lazy(keysModule, 'keysRevoke');
+const keysRotate = lazy(keysModule, 'keysRotate');
+const keysHash = lazy(keysModule, 'keysHash');
+const auditLogCommand = lazy(auditModule, 'auditLogCommand');
+const auditStatsCommand = lazy(auditModule, 'auditStatsCommand');
+const auditVerifyCommand = lazy(auditModule, 'auditVerifyCommand');
+const auditHeadCommand = lazy(auditModule, 'auditHeadCommand');
+const auditExportCommand = lazy(auditModule, 'auditExportCommand');
+const usageCommand = lazy(() => import('./commands/usage.js'), 'usageCommand');
 
 const configOption = () => new Option('-c, --config <file>', 'gateway.yaml to use (default: $MCP_GATEWAY_CONFIG, else ./gateway.yaml)');
 const jsonOption = () => new Option('--json', 'print JSON instead of a table');
@@ -172,7 +191,8 @@ function report(err: unknown): number {
     process.stderr.write(`mcp-gateway: ${err.message}\n`);
     return err.exitCode;
   }
-  if (err instanceof ConfigError || err instanceof StoreError) {
+  // By name, not instanceof: importing their modules here would load them for every command.
+  if (err instanceof Error && (err.name === 'ConfigError' || err.name === 'StoreError')) {
     process.stderr.write(`mcp-gateway: ${err.message}\n`);
     return 2;
   }
