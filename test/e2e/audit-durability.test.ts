@@ -61,6 +61,13 @@ interface AuditRowRead {
 }
 
 /** Opens the gateway's database read-only (as `audit verify` does); works beside live gateways. */
+/** The `message` argument of every call the counter fixture received (its calls.log). */
+function forwardedMessages(markers: string): string[] {
+  return readFileSync(path.join(markers, 'calls.log'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { args: { message: string } }).args.message);
+}
 function openRo(file: string): Database.Database {
   return new Database(file, { readonly: true, fileMustExist: true, timeout: 10_000 });
 }
@@ -606,12 +613,7 @@ describe('the database at its size limit', () => {
       return typeof tag === 'string' ? tag : undefined;
     };
     const recorded = new Set(rows.map(tagOf));
-    const forwarded = new Set(
-      readFileSync(path.join(markers, 'calls.log'), 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => (JSON.parse(l) as { args: { message: string } }).args.message.split('-')[0]!),
-    );
+    const forwarded = new Set(forwardedMessages(markers).map((m) => m.split('-')[0]!));
     const ok = [...outcomes].filter(([, o]) => o === 'ok').map(([t]) => t);
     const refused = [...outcomes].filter(([, o]) => o === 'refused').map(([t]) => t);
     expect(ok.length).toBeGreaterThan(10);
@@ -679,12 +681,7 @@ describe('the database at its size limit', () => {
     for (let i = 0; i < 40; i++) bOutcomes.push(await send(b, `b${i}`));
 
     const recorded = new Set(readRows(db).map((r) => recordedMessage(r)?.split('-')[0]));
-    const forwarded = new Set(
-      readFileSync(path.join(markers, 'calls.log'), 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => (JSON.parse(l) as { args: { message: string } }).args.message.split('-')[0]!),
-    );
+    const forwarded = new Set(forwardedMessages(markers).map((m) => m.split('-')[0]!));
     // Nothing ran without its record; nothing refused ran; every answer has its row.
     expect(
       [...forwarded].filter((t) => !recorded.has(t)),
@@ -767,12 +764,7 @@ describe('the database at its size limit', () => {
       expect(enough(), 'the disk never filled').toBe(true);
 
       const recorded = new Set(readRows(db).map((r) => recordedMessage(r)?.split('-')[0]));
-      const forwarded = new Set(
-        readFileSync(path.join(markers, 'calls.log'), 'utf8')
-          .trim()
-          .split('\n')
-          .map((l) => (JSON.parse(l) as { args: { message: string } }).args.message.split('-')[0]!),
-      );
+      const forwarded = new Set(forwardedMessages(markers).map((m) => m.split('-')[0]!));
       const ok = [...outcomes].filter(([, o]) => o === 'ok').map(([t]) => t);
       const refused = [...outcomes].filter(([, o]) => o === 'refused').map(([t]) => t);
       expect(ok.length).toBeGreaterThan(10);
@@ -858,12 +850,7 @@ describe('a database that stops taking writes at run time', () => {
     await waitFor(() => send(`after${m++}`), 60_000, 'the gateway to accept calls again');
 
     const recorded = new Set(readRows(db).map(recordedMessage));
-    const forwarded = new Set(
-      readFileSync(path.join(markers, 'calls.log'), 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => (JSON.parse(l) as { args: { message: string } }).args.message),
-    );
+    const forwarded = new Set(forwardedMessages(markers));
     const unrecorded = [...forwarded].filter((t) => !recorded.has(t));
     // Only the call in flight when the lock outlasted the timeout ran without its row, and its
     // result was withheld.
