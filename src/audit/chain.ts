@@ -2,6 +2,7 @@
  * The hash chain (design §6): hash = SHA-256(prev_hash + canonical JSON of every other column),
  * or HMAC-SHA256 with the audit key when `hmacKeyEnv` is set. The first row's prev_hash is 64 zeros.
  */
+import * as crypto from 'node:crypto';
 import { createHash, createHmac } from 'node:crypto';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -44,10 +45,16 @@ export function canonicalColumns(c: AuditColumns): string {
   );
 }
 
+/** One-shot SHA-256 (Node 20.12+), without a Hash object per row; createHash before that. */
+const sha256: (text: string) => string =
+  typeof (crypto as { hash?: unknown }).hash === 'function'
+    ? (text) => (crypto as unknown as { hash(alg: string, data: string, enc: 'hex'): string }).hash('sha256', text, 'hex')
+    : (text) => createHash('sha256').update(text).digest('hex');
+
 /** Computes the hash of a row from its predecessor's hash and its own columns. */
 export function rowHash(prevHash: string, columns: AuditColumns, hmacKey: Buffer | null): string {
   const text = prevHash + canonicalColumns(columns);
-  return hmacKey ? createHmac('sha256', hmacKey).update(text).digest('hex') : createHash('sha256').update(text).digest('hex');
+  return hmacKey ? createHmac('sha256', hmacKey).update(text).digest('hex') : sha256(text);
 }
 
 /** Exactly the hashed columns of a row (a row read from SQLite also carries prev_hash and hash). */

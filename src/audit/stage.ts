@@ -23,6 +23,13 @@ export interface AuditStageOptions {
 
 export function audit({ recorder, config, redactor, log }: AuditStageOptions): Stage<CallContext> {
   const record = auditJsonFactory(config.redactKeys, redactor, config.maxRecordBytes);
+  // A session's roles are the same on every request: written out once per roles array.
+  const rolesText = new WeakMap<readonly string[], string>();
+  const rolesOf = (roles: readonly string[]) => {
+    let text = rolesText.get(roles);
+    if (text === undefined) rolesText.set(roles, (text = JSON.stringify(roles)));
+    return text;
+  };
 
   return async function audit(ctx, next) {
     if (!recorder.canAccept()) {
@@ -42,7 +49,7 @@ export function audit({ recorder, config, redactor, log }: AuditStageOptions): S
       consumer_id: who.consumerId,
       key_id: who.keyId,
       auth_method: who.method,
-      roles: JSON.stringify(who.roles),
+      roles: rolesOf(who.roles),
       server: ctx.server,
       kind: ctx.kind,
       name: redactor.text(ctx.name),

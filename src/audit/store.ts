@@ -4,7 +4,7 @@
  * gateway processes sharing the file keep one gapless chain.
  */
 import type { Db } from '../store/db.js';
-import { GENESIS_HASH, keyCheck, rowHash, type AuditColumns, type AuditRow } from './chain.js';
+import { GENESIS_HASH, keyCheck, rowHash, type AuditColumns } from './chain.js';
 
 /** A row before it has a place in the chain. */
 export type AuditDraft = Omit<AuditColumns, 'seq'>;
@@ -25,9 +25,10 @@ export class AuditStore {
     private readonly chain: ChainOptions,
   ) {
     this.lastStmt = db.prepare<[], { seq: number; hash: string }>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
-    this.insertStmt = db.prepare<AuditRow>(
+    // Positional parameters: binding by name looks every key up, on every append.
+    this.insertStmt = db.prepare<InsertParams>(
       `INSERT INTO audit_log (seq, ts, consumer_id, key_id, auth_method, roles, server, kind, name, arguments, result, status, error, latency_ms, decided_by, prev_hash, hash)
-       VALUES (@seq, @ts, @consumer_id, @key_id, @auth_method, @roles, @server, @kind, @name, @arguments, @result, @status, @error, @latency_ms, @decided_by, @prev_hash, @hash)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
   }
 
@@ -69,11 +70,30 @@ export class AuditStore {
     const last = this.lastStmt.get();
     let seq = last?.seq ?? 0;
     let prev = last?.hash ?? GENESIS_HASH;
+    const { hashChain, hmacKey } = this.chain;
     for (const draft of drafts) {
       seq++;
-      const columns: AuditColumns = { seq, ...wellFormed(draft) };
-      const hash = this.chain.hashChain ? rowHash(prev, columns, this.chain.hmacKey) : '';
-      this.insertStmt.run({ ...columns, prev_hash: this.chain.hashChain ? prev : '', hash });
+      const c = wellFormed(draft);
+      const hash = hashChain ? rowHash(prev, { ...c, seq }, hmacKey) : '';
+      this.insertStmt.run(
+        seq,
+        c.ts,
+        c.consumer_id,
+        c.key_id,
+        c.auth_method,
+        c.roles,
+        c.server,
+        c.kind,
+        c.name,
+        c.arguments,
+        c.result,
+        c.status,
+        c.error,
+        c.latency_ms,
+        c.decided_by,
+        hashChain ? prev : '',
+        hash,
+      );
       prev = hash;
     }
   }
@@ -91,8 +111,29 @@ export class AuditStore {
  */
 function wellFormed(draft: AuditDraft): AuditDraft {
   let out: Record<string, unknown> | undefined;
-  for (const [k, v] of Object.entries(draft)) {
+  for (const k in draft) {
+    const v = draft[k as keyof AuditDraft];
     if (typeof v === 'string' && !v.isWellFormed()) (out ??= { ...draft })[k] = v.toWellFormed();
   }
   return (out as AuditDraft | undefined) ?? draft;
 }
+
+type InsertParams = [
+  seq: number,
+  ts: string,
+  consumer_id: string | null,
+  key_id: string | null,
+  auth_method: string | null,
+  roles: string | null,
+  server: string | null,
+  kind: string,
+  name: string,
+  args: string | null,
+  result: string | null,
+  status: string,
+  error: string | null,
+  latency_ms: number,
+  decided_by: string | null,
+  prev_hash: string,
+  hash: string,
+];

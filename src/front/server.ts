@@ -430,15 +430,28 @@ export class Front {
 
   /**
    * Routes with `route`; when it finds no server while servers are still on their first start,
-   * waits for them (as a list does) and routes again: a request may come before any list.
+   * waits for them (as a list does) and routes again: a request may come before any list. Once
+   * the session is known and the name routes, the answer is immediate (the hot path).
    */
-  private async routeOnceSettled<T>(route: () => T, serverOf: (routed: T) => string | null): Promise<T> {
+  private routeOnceSettled<T>(route: () => T, serverOf: (routed: T) => string | null): T | Promise<T> {
+    if (this.sessionValue !== undefined) {
+      const first = route();
+      if (serverOf(first) !== null || !this.firstStartsPending()) return first;
+    }
+    return this.routeWhenSettled(route, serverOf);
+  }
+
+  private async routeWhenSettled<T>(route: () => T, serverOf: (routed: T) => string | null): Promise<T> {
     // The children start once the session is known (onInitialized): until then none is pending.
     await this.o.session.catch(() => {});
     const first = route();
-    if (serverOf(first) !== null || !this.o.registry.all().some((c) => c.firstStartPending)) return first;
+    if (serverOf(first) !== null || !this.firstStartsPending()) return first;
     await this.settle();
     return route();
+  }
+
+  private firstStartsPending(): boolean {
+    return this.o.registry.all().some((c) => c.firstStartPending);
   }
 
   // ---------------------------------------------------------------- routing
@@ -580,8 +593,14 @@ export class Front {
     return identity !== undefined && this.o.policy.mayAllow(identity, target);
   }
 
-  private async context(route: Route, params: Record<string, unknown>, extra: HandlerExtra): Promise<CallContext> {
-    const session = this.sessionValue ?? (await this.o.session);
+  /** The context of a request; waits for the session only while it is not yet known. */
+  private context(route: Route, params: Record<string, unknown>, extra: HandlerExtra): CallContext | Promise<CallContext> {
+    const session = this.sessionValue;
+    if (session === undefined) return this.o.session.then((s) => this.contextFor(s, route, params, extra));
+    return this.contextFor(session, route, params, extra);
+  }
+
+  private contextFor(session: SessionRef, route: Route, params: Record<string, unknown>, extra: HandlerExtra): CallContext {
     const meta = params['_meta'] as Record<string, unknown> | undefined;
     let progressToken: string | number | undefined;
     let rest: Record<string, unknown> | undefined = meta;
@@ -591,8 +610,14 @@ export class Front {
       progressToken = token;
       rest = Object.keys(others).length > 0 ? others : undefined;
     }
+    // Field by field, not a spread of the route: one object shape for every request.
     const request: CallRequest = {
-      ...route,
+      kind: route.kind,
+      server: route.server,
+      name: route.name,
+      arguments: route.arguments,
+      entryPoint: route.entryPoint,
+      invalid: route.invalid,
       signal: extra.signal,
       progressToken,
       meta: rest,

@@ -4,17 +4,18 @@
  */
 import { isGatewayError } from '../errors.js';
 import type { CallContext } from '../pipeline/context.js';
-import type { Stage } from '../pipeline/compose.js';
+import { DONE, type Stage } from '../pipeline/compose.js';
 
 export function identify(): Stage<CallContext> {
-  return async function identify(ctx, next) {
+  // Not async: a check that passes hands on the inner stages' promise instead of wrapping it.
+  return function identify(ctx, next) {
     try {
       ctx.identity = ctx.session.verify();
     } catch (err) {
       if (!isGatewayError(err)) throw err;
       ctx.fail(err, 'identity');
-      return;
+      return DONE;
     }
-    await next();
+    return next();
   };
 }

@@ -4,8 +4,14 @@
  * recorder sees outcomes it did not cause.
  */
 
-/** One step of the request path. Throwing is allowed; the outer stages see the exception. */
+/**
+ * One step of the request path. Throwing is allowed; the outer stages see the exception. A stage
+ * that only checks before passing on need not be async: it returns `next()` or, to stop, `DONE`.
+ */
 export type Stage<C> = (ctx: C, next: () => Promise<void>) => Promise<void>;
+
+/** What a synchronous stage returns when it ends the request itself. */
+export const DONE: Promise<void> = Promise.resolve();
 
 /** Composes stages outermost first into one function. A stage may call `next()` at most once. */
 export function compose<C>(stages: readonly Stage<C>[]): (ctx: C) => Promise<void> {

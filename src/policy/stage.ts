@@ -5,7 +5,7 @@
 import { GATEWAY_SERVER_ID } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { CallContext } from '../pipeline/context.js';
-import type { Stage } from '../pipeline/compose.js';
+import { DONE, type Stage } from '../pipeline/compose.js';
 import type { Decision, Target } from './types.js';
 import type { Identity } from '../identity/identity.js';
 
@@ -14,7 +14,7 @@ export interface Decider {
 }
 
 export function authorize(engine: Decider, separator: string): Stage<CallContext> {
-  return async function authorize(ctx, next) {
+  return function authorize(ctx, next) {
     // Nothing to authorize: an unknown name (refused later as UNKNOWN_TOOL) or an entry point.
     if (ctx.server === null || ctx.request.entryPoint || !ctx.identity) return next();
     const kind = ctx.kind === 'admin' ? 'tool' : ctx.kind;
@@ -26,8 +26,8 @@ export function authorize(engine: Decider, separator: string): Stage<CallContext
           ? `read ${ctx.name}`
           : `use ${kind} ${ctx.server === GATEWAY_SERVER_ID ? ctx.name : `${ctx.server}${separator}${ctx.name}`}`;
       ctx.fail(new GatewayError('FORBIDDEN', `you may not ${what} (decided by ${decision.decidedBy})`, { decidedBy: decision.decidedBy }));
-      return;
+      return DONE;
     }
-    await next();
+    return next();
   };
 }

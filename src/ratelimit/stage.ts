@@ -4,11 +4,11 @@
  */
 import { GatewayError } from '../errors.js';
 import type { CallContext } from '../pipeline/context.js';
-import type { Stage } from '../pipeline/compose.js';
+import { DONE, type Stage } from '../pipeline/compose.js';
 import type { RateLimiter } from './limiter.js';
 
 export function throttle(limiter: RateLimiter): Stage<CallContext> {
-  return async function throttle(ctx, next) {
+  return function throttle(ctx, next) {
     if (limiter.enabled && ctx.identity) {
       const target = { server: ctx.server ?? '', kind: ctx.kind === 'admin' ? ('tool' as const) : ctx.kind, name: ctx.name };
       const admission = limiter.admit(ctx.identity, target, ctx.session.rateLimit);
@@ -21,9 +21,9 @@ export function throttle(limiter: RateLimiter): Stage<CallContext> {
           }),
           `ratelimit:${admission.bucket}`,
         );
-        return;
+        return DONE;
       }
     }
-    await next();
+    return next();
   };
 }

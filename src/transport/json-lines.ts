@@ -51,6 +51,12 @@ export class JsonLineReader {
     while (start < chunk.length) {
       const nl = chunk.indexOf(NEWLINE, start);
       const end = nl === -1 ? chunk.length : nl;
+      if (nl !== -1 && this.pending === 0 && this.chunks.length === 0 && !this.skipping && end - start <= this.maxLineBytes) {
+        // The common case, a whole line inside this chunk: decoded in place, no copy.
+        this.parseLine(chunk.toString('utf8', start, end));
+        start = nl + 1;
+        continue;
+      }
       if (this.skipping) {
         this.skipping.bytes += end - start;
         this.skipping.tail = lastBytes(Buffer.concat([this.skipping.tail, chunk.subarray(start, end)]));
@@ -90,7 +96,10 @@ export class JsonLineReader {
     const line = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.pending);
     this.chunks = [];
     this.pending = 0;
-    let text = line.toString('utf8');
+    this.parseLine(line.toString('utf8'));
+  }
+
+  private parseLine(text: string): void {
     if (text.endsWith('\r')) text = text.slice(0, -1);
     if (text.trim() === '') return;
     let message: unknown;

@@ -4,7 +4,7 @@
  * outer stages.
  */
 import { describe, expect, test } from 'vitest';
-import { compose, type Stage } from '../../src/pipeline/compose.js';
+import { DONE, compose, type Stage } from '../../src/pipeline/compose.js';
 
 interface Ctx {
   log: string[];
@@ -129,5 +129,34 @@ describe('compose', () => {
     const cs = [ctx(), ctx(), ctx()];
     await Promise.all(cs.map((c) => run(c)));
     for (const c of cs) expect(c.log).toEqual(['a:before', 'b:before', 'b:after', 'a:after']);
+  });
+
+  test('a synchronous check stage passes on with next() or stops with DONE; outer stages still finish', async () => {
+    const check =
+      (pass: boolean): Stage<Ctx> =>
+      (x, next) => {
+        x.log.push(`check:${pass}`);
+        return pass ? next() : DONE;
+      };
+    const passed = ctx();
+    await compose([around('outer'), check(true), around('inner')])(passed);
+    expect(passed.log).toEqual(['outer:before', 'check:true', 'inner:before', 'inner:after', 'outer:after']);
+    const stopped = ctx();
+    await compose([around('outer'), check(false), around('never')])(stopped);
+    expect(stopped.log).toEqual(['outer:before', 'check:false', 'outer:after']);
+  });
+
+  test('an inner rejection passes through a synchronous stage to the outer ones', async () => {
+    const c = ctx();
+    const check: Stage<Ctx> = (_x, next) => next();
+    const recover: Stage<Ctx> = async (x, next) => {
+      try {
+        await next();
+      } catch (err) {
+        x.log.push(`recovered:${(err as Error).message}`);
+      }
+    };
+    await compose([recover, check, async () => Promise.reject(new Error('inner'))])(c);
+    expect(c.log).toEqual(['recovered:inner']);
   });
 });
