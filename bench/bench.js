@@ -4,7 +4,7 @@
 // Figures are printed, never asserted.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +18,7 @@ const KEY = 'gw_benchkey_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG';
 
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 3000);
 const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 20000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const IN_FLIGHT = 32;
 // JIT warm-up, sequential and concurrent: a gateway's per-call cost keeps falling for the first
 // ~3000 sequential and ~10000 concurrent calls; a long-running gateway lives in the steady state.
@@ -38,11 +38,22 @@ function gatewayConfig(dir, { audit }) {
   };
 }
 
+/** CPU time (user + system, ms) a process has used so far; null where /proc is not available. */
+function cpuMs(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks at USER_HZ 100
+  } catch {
+    return null;
+  }
+}
+
 async function connect(command, args, env) {
   const transport = new StdioClientTransport({ command, args, env: { PATH: process.env.PATH, ...env }, stderr: 'pipe' });
   transport.stderr?.resume();
   const client = new Client({ name: 'bench', version: '1.0.0' });
   await client.connect(transport);
+  client.pid = transport.pid;
   return client;
 }
 
@@ -50,6 +61,7 @@ async function measure(client, name) {
   const call = () => client.callTool({ name, arguments: { message: 'hello' } });
   for (let i = 0; i < WARMUP; i++) await call();
   const lat = new Float64Array(SEQUENTIAL);
+  const cpu0 = cpuMs(client.pid);
   const t0 = performance.now();
   for (let i = 0; i < SEQUENTIAL; i++) {
     const s = performance.now();
@@ -58,6 +70,7 @@ async function measure(client, name) {
     if (r.isError) throw new Error(`call failed: ${JSON.stringify(r)}`);
   }
   const seqMs = performance.now() - t0;
+  const cpu1 = cpuMs(client.pid);
   lat.sort();
   const pct = (p) => lat[Math.min(lat.length - 1, Math.floor(lat.length * p))];
 
@@ -77,9 +90,11 @@ async function measure(client, name) {
   };
   await concurrent(WARMUP_CONCURRENT);
   const clat = [];
+  const cpu2 = cpuMs(client.pid);
   const c0 = performance.now();
   await concurrent(CONCURRENT, clat);
   const conMs = performance.now() - c0;
+  const cpu3 = cpuMs(client.pid);
   clat.sort((a, b) => a - b);
   const cpct = (p) => clat[Math.min(clat.length - 1, Math.floor(clat.length * p))];
   return {
@@ -90,6 +105,9 @@ async function measure(client, name) {
     conRate: CONCURRENT / (conMs / 1000),
     cp50: cpct(0.5),
     cp99: cpct(0.99),
+    // CPU of the process the client talks to (the echo child, or the gateway), per call.
+    seqCpuUs: cpu0 === null ? NaN : ((cpu1 - cpu0) / SEQUENTIAL) * 1000,
+    conCpuUs: cpu0 === null ? NaN : ((cpu3 - cpu2) / CONCURRENT) * 1000,
   };
 }
 
@@ -152,14 +170,29 @@ async function main() {
     console.log(row('gateway, audit + metering off', results.plain));
     console.log(row('gateway, full pipeline', results.audited));
     console.log('');
-    for (const [label, r] of [
-      ['audit + metering off', results.plain],
-      ['full pipeline', results.audited],
+    // Each round's gateway figures are set against that round's direct ones (measured minutes
+    // apart at most), and the median of those ratios is shown with their range: a shared
+    // machine's speed drifts between rounds more than the gateway's cost does.
+    const spread = (values, digits, suffix = '') => {
+      const v = [...values].sort((a, b) => a - b);
+      return `${median(v).toFixed(digits)}${suffix} (rounds ${v[0].toFixed(digits)}–${v[v.length - 1].toFixed(digits)})`;
+    };
+    for (const [label, key] of [
+      ['audit + metering off', 'plain'],
+      ['full pipeline', 'audited'],
     ]) {
+      const seq = runs[key].map((r, i) => r.seqPerCallUs / runs.direct[i].seqPerCallUs);
+      const con = runs[key].map((r, i) => (r.conRate / runs.direct[i].conRate) * 100);
       console.log(
-        `gateway (${label}) / direct: sequential time ×${(r.seqPerCallUs / results.direct.seqPerCallUs).toFixed(2)}` +
-          ` (p50 ×${(r.p50 / results.direct.p50).toFixed(2)}),` +
-          ` concurrent throughput ${((r.conRate / results.direct.conRate) * 100).toFixed(0)}% of direct`,
+        `gateway (${label}) / direct: sequential time ×${spread(seq, 2)}, concurrent throughput ${spread(con, 0, '%')} of direct`,
+      );
+    }
+    if (!Number.isNaN(results.direct.seqCpuUs)) {
+      console.log(
+        `CPU per call of the process the client talks to, sequential / ${IN_FLIGHT} in flight:` +
+          ` echo child ${results.direct.seqCpuUs.toFixed(0)} / ${results.direct.conCpuUs.toFixed(0)} µs,` +
+          ` gateway ${results.plain.seqCpuUs.toFixed(0)} / ${results.plain.conCpuUs.toFixed(0)} µs,` +
+          ` with audit ${results.audited.seqCpuUs.toFixed(0)} / ${results.audited.conCpuUs.toFixed(0)} µs`,
       );
     }
     console.log(
