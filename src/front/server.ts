@@ -188,7 +188,8 @@ export class Front {
   // ---------------------------------------------------------------- handlers
 
   private handle(method: string, handler: (params: Record<string, unknown>, extra: HandlerExtra) => Promise<unknown>): void {
-    const schema = z.object({ method: z.literal(method), params: passthrough.optional() });
+    // The SDK has already checked that `params`, when present, is an object (JSONRPCRequestSchema).
+    const schema = z.object({ method: z.literal(method), params: z.any().optional() });
     // Registered through Protocol, not Server: Server re-parses every tools/call result with
     // strict schemas, which costs time on the hot path and drops fields a child added.
     Protocol.prototype.setRequestHandler.call(this.server, schema, (req: { params?: Record<string, unknown> }, extra: HandlerExtra) =>

@@ -37,7 +37,7 @@ export function forward({ registry, validator, redactor, admin }: ForwardOptions
     }
     const child = registry.get(server);
     if (!child) throw new GatewayError('UNKNOWN_TOOL', `no server "${server}"`, { server });
-    await child.ready();
+    if (child.state !== 'ready') await child.ready();
 
     let method: string;
     let params: Record<string, unknown>;
