@@ -14,6 +14,8 @@ export const MIN_SECRET_LENGTH = 6;
 
 export class Redactor {
   private readonly secrets: readonly Secret[];
+  /** Each secret as it appears inside a JSON string (escaped), when that differs from itself. */
+  private readonly escaped: readonly (string | null)[];
 
   constructor(secrets: Iterable<Secret>) {
     const byValue = new Map<string, Secret>();
@@ -22,6 +24,10 @@ export class Redactor {
     }
     // Longest first, so a secret that contains another is replaced whole.
     this.secrets = [...byValue.values()].sort((a, b) => b.value.length - a.value.length);
+    this.escaped = this.secrets.map(({ value }) => {
+      const escaped = JSON.stringify(value).slice(1, -1);
+      return escaped === value ? null : escaped;
+    });
   }
 
   /** True when there is nothing to redact (the hot path then skips the walk). */
@@ -46,10 +52,11 @@ export class Redactor {
    * quotes, backslashes or control characters.
    */
   json(text: string): string {
-    for (const { name, value } of this.secrets) {
-      const escaped = JSON.stringify(value).slice(1, -1);
+    for (let i = 0; i < this.secrets.length; i++) {
+      const { name, value } = this.secrets[i]!;
+      const escaped = this.escaped[i];
       if (text.includes(value)) text = text.replaceAll(value, `[REDACTED:${name}]`);
-      if (escaped !== value && text.includes(escaped)) text = text.replaceAll(escaped, `[REDACTED:${name}]`);
+      if (escaped && text.includes(escaped)) text = text.replaceAll(escaped, `[REDACTED:${name}]`);
     }
     return text;
   }
