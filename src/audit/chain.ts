@@ -3,7 +3,6 @@
  * or HMAC-SHA256 with the audit key when `hmacKeyEnv` is set. The first row's prev_hash is 64 zeros.
  */
 import * as crypto from 'node:crypto';
-import { createHash, createHmac } from 'node:crypto';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -45,16 +44,19 @@ export function canonicalColumns(c: AuditColumns): string {
   );
 }
 
-/** One-shot SHA-256 (Node 20.12+), without a Hash object per row; createHash before that. */
+/**
+ * One-shot SHA-256, without a Hash object per row. `crypto.hash` exists from Node 20.12; a
+ * namespace import, since a named import of it would not load on older 20.x releases.
+ */
 const sha256: (text: string) => string =
-  typeof (crypto as { hash?: unknown }).hash === 'function'
-    ? (text) => (crypto as unknown as { hash(alg: string, data: string, enc: 'hex'): string }).hash('sha256', text, 'hex')
-    : (text) => createHash('sha256').update(text).digest('hex');
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('sha256', text, 'hex')
+    : (text) => crypto.createHash('sha256').update(text).digest('hex');
 
 /** Computes the hash of a row from its predecessor's hash and its own columns. */
 export function rowHash(prevHash: string, columns: AuditColumns, hmacKey: Buffer | null): string {
   const text = prevHash + canonicalColumns(columns);
-  return hmacKey ? createHmac('sha256', hmacKey).update(text).digest('hex') : sha256(text);
+  return hmacKey ? crypto.createHmac('sha256', hmacKey).update(text).digest('hex') : sha256(text);
 }
 
 /** Exactly the hashed columns of a row (a row read from SQLite also carries prev_hash and hash). */
@@ -81,6 +83,6 @@ export function columnsOf(row: AuditColumns): AuditColumns {
 /** A check value that tells whether a verifier holds the same HMAC key, without revealing it. */
 export function keyCheck(hmacKey: Buffer | null): string {
   return hmacKey
-    ? `hmac-sha256:${createHmac('sha256', hmacKey).update('mcp-gateway audit key check').digest('hex').slice(0, 16)}`
+    ? `hmac-sha256:${crypto.createHmac('sha256', hmacKey).update('mcp-gateway audit key check').digest('hex').slice(0, 16)}`
     : 'sha256';
 }
