@@ -5,11 +5,16 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 import type { JwtConfig } from '../config/schema.js';
 import type { Identity } from './identity.js';
 
 export class JwtError extends Error {}
+
+type Jose = typeof import('jose');
+let jose: Promise<Jose> | undefined;
+/** jose is loaded on the first verification, not at startup (most gateways use API keys). */
+const loadJose = (): Promise<Jose> => (jose ??= import('jose'));
 
 /** `auth.jwt.publicKey` cannot be used; the message says why (the caller adds file and path). */
 export class JwtConfigError extends Error {}
@@ -20,11 +25,13 @@ export interface JwtVerifierOptions {
 }
 
 export class JwtVerifier {
-  private readonly key: Uint8Array | KeyObject | JWTVerifyGetKey;
+  /** The secret or public key; null for a JWKS, which is set up on the first verification. */
+  private readonly key: Uint8Array | KeyObject | null;
+  private jwks: JWTVerifyGetKey | undefined;
 
   constructor(
     private readonly config: JwtConfig,
-    options: JwtVerifierOptions = {},
+    private readonly options: JwtVerifierOptions = {},
   ) {
     if (config.secret !== undefined) this.key = new TextEncoder().encode(config.secret);
     else if (config.publicKey !== undefined) {
@@ -37,17 +44,19 @@ export class JwtVerifier {
           e.code === 'ENOENT' ? `no such file ${config.publicKey}` : `is not a usable public key (${e.message.split('\n')[0]})`,
         );
       }
-    } else {
-      this.key = createRemoteJWKSet(new URL(config.jwksUri!), {
-        cooldownDuration: options.jwksCooldownMs ?? 30_000,
-        cacheMaxAge: 10 * 60_000,
-        timeoutDuration: 5_000,
-      });
-    }
+    } else this.key = null;
   }
 
   /** Verifies a token and maps its claims to an identity; throws JwtError with a one-line reason. */
   async verify(token: string): Promise<Identity> {
+    const { createRemoteJWKSet, errors, jwtVerify } = await loadJose();
+    const key =
+      this.key ??
+      (this.jwks ??= createRemoteJWKSet(new URL(this.config.jwksUri!), {
+        cooldownDuration: this.options.jwksCooldownMs ?? 30_000,
+        cacheMaxAge: 10 * 60_000,
+        timeoutDuration: 5_000,
+      }));
     let payload: JWTPayload;
     try {
       const verifyOptions = {
@@ -58,9 +67,9 @@ export class JwtVerifier {
         ...(this.config.audience !== undefined ? { audience: this.config.audience } : {}),
       };
       // jose's overloads differ only by key type; the key is one of the three it accepts.
-      ({ payload } = await jwtVerify(token, this.key as Uint8Array, verifyOptions));
+      ({ payload } = await jwtVerify(token, key as Uint8Array, verifyOptions));
     } catch (err) {
-      throw new JwtError(describeJoseError(err));
+      throw new JwtError(describeJoseError(err, errors));
     }
     const consumer = claimAt(payload, this.config.consumerClaim);
     if (typeof consumer !== 'string' || consumer === '') {
@@ -93,7 +102,7 @@ export function claimAt(claims: Readonly<Record<string, unknown>>, dotted: strin
   return value;
 }
 
-function describeJoseError(err: unknown): string {
+function describeJoseError(err: unknown, joseErrors: Jose['errors']): string {
   if (err instanceof joseErrors.JWTExpired) return 'the token has expired';
   if (err instanceof joseErrors.JWTClaimValidationFailed) return `the token's "${err.claim}" claim is not accepted (${err.reason})`;
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'the token signature is not valid';
