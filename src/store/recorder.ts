@@ -13,7 +13,7 @@
  * forwarded are still recorded, and the recorder refuses new requests (`canAccept`) until both
  * can be restored.
  */
-import { unlinkSync, writeFileSync } from 'node:fs';
+import { statSync, unlinkSync, writeFileSync } from 'node:fs';
 import type { AuditDraft, AuditStore } from '../audit/store.js';
 import type { Logger } from '../log.js';
 import type { UsageDelta, UsageStore } from '../metering/store.js';
@@ -204,6 +204,7 @@ export class Recorder {
   /** Writes the reserve file (zeros, so the space is allocated, not sparse); throws when it cannot. */
   private restoreReserve(): void {
     if (!this.reserveFile || !this.audits) return;
+    if (holdsReserve(this.reserveFile)) return; // left by an earlier run, whole: nothing to write
     try {
       writeFileSync(this.reserveFile, Buffer.alloc(RESERVE_FILE_BYTES), { mode: 0o600 });
     } catch (err) {
@@ -226,9 +227,10 @@ export class Recorder {
   }
 
   /**
-   * Lays down the missing ballast rows. It always writes (a whole ballast has one row rewritten):
-   * finding the ballast in place does not show that the database takes writes again — a failure
-   * that was not "full" (a lock held past the busy timeout, an I/O error) leaves it untouched.
+   * Lays down the missing ballast rows. A recovering recorder always writes (a whole ballast has
+   * one row rewritten): finding the ballast in place does not show that the database takes writes
+   * again — a failure that was not "full" (a lock held past the busy timeout, an I/O error) leaves
+   * it untouched. At startup a whole ballast is left as it is.
    * The rows are counted inside the write transaction, so processes restoring at once lay down one
    * ballast, not one each.
    */
@@ -239,10 +241,21 @@ export class Recorder {
     this.db
       .transaction(() => {
         const have = count.get()!.n;
+        if (have === BALLAST_ROWS && !this.degraded) return; // intact (a recovering recorder re-proves the space)
         if (have >= BALLAST_ROWS) dropOne.run();
         for (let i = Math.min(have, BALLAST_ROWS - 1); i < BALLAST_ROWS; i++) insert.run(BALLAST_ROW_BYTES);
       })
       .immediate();
+  }
+}
+
+/** Whether the reserve file is there at full size with its blocks allocated (not sparse). */
+function holdsReserve(file: string): boolean {
+  try {
+    const st = statSync(file);
+    return st.size === RESERVE_FILE_BYTES && st.blocks * 512 >= RESERVE_FILE_BYTES;
+  } catch {
+    return false;
   }
 }
 

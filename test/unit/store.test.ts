@@ -1,9 +1,14 @@
-/** The database file: created owner-only, refused clearly when it is not one, migrated once. */
+/**
+ * The database file: created owner-only, refused clearly when it is not one, migrated once; the
+ * recorder's reserve laid down once and left alone while whole.
+ */
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { AuditStore } from '../../src/audit/store.js';
 import { openDatabase, StoreError } from '../../src/store/db.js';
+import { Recorder } from '../../src/store/recorder.js';
 
 const dir = () => mkdtempSync(path.join(tmpdir(), 'mcpgw-store-'));
 
@@ -47,5 +52,52 @@ describe('openDatabase', () => {
       for (let i = 0; i < 100; i++) insert.run();
     }).toThrow(/full/i);
     db.close();
+  });
+});
+
+describe('Recorder reserve at startup', () => {
+  const silent = { debug() {}, info() {}, warn() {}, error() {}, scoped: () => silent } as never;
+  const open = (file: string) => {
+    const db = openDatabase(file);
+    const recorder = new Recorder(db, new AuditStore(db, { hashChain: true, hmacKey: null }), null, silent);
+    recorder.prepare();
+    return { db, recorder };
+  };
+  const ballastIds = (db: ReturnType<typeof openDatabase>) =>
+    (db.prepare('SELECT id FROM audit_ballast ORDER BY id').all() as { id: number }[]).map((r) => r.id);
+
+  test('the first start lays down the reserve file and 16 ballast rows; a restart finds them whole and writes neither', () => {
+    const file = path.join(dir(), 'gw.db');
+    const first = open(file);
+    const reserve = `${file}-reserve`;
+    expect(statSync(reserve).size).toBe(4 * 1024 * 1024);
+    const ids = ballastIds(first.db);
+    expect(ids).toHaveLength(16);
+    first.recorder.close();
+    first.db.close();
+
+    const before = statSync(reserve).mtimeMs;
+    const second = open(file);
+    expect(statSync(reserve).mtimeMs).toBe(before);
+    expect(ballastIds(second.db)).toEqual(ids);
+    // Not a row written by this start (the ballast is not re-laid, the chain mode is already recorded).
+    expect(second.db.prepare('SELECT total_changes() AS n').get()).toEqual({ n: 0 });
+    second.recorder.close();
+    second.db.close();
+  });
+
+  test('a reserve file that is short, or a ballast missing rows, is restored at start', () => {
+    const file = path.join(dir(), 'gw.db');
+    const first = open(file);
+    first.db.prepare('DELETE FROM audit_ballast WHERE id IN (SELECT id FROM audit_ballast LIMIT 5)').run();
+    first.recorder.close();
+    first.db.close();
+    writeFileSync(`${file}-reserve`, 'short');
+
+    const second = open(file);
+    expect(statSync(`${file}-reserve`).size).toBe(4 * 1024 * 1024);
+    expect(ballastIds(second.db)).toHaveLength(16);
+    second.recorder.close();
+    second.db.close();
   });
 });
