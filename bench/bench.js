@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// npm run bench: the same echo tool called directly over stdio and through the gateway, from one
-// process in one run (sequential and 32 in flight), plus the in-process cost of each pipeline layer.
+// npm run bench: the same echo tool called directly over stdio, through a bare SDK relay
+// (bench/relay.js) and through the gateway, from one process in one run (sequential and 32 in
+// flight), plus the in-process cost of each pipeline layer.
 // Figures are printed, never asserted.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -14,6 +15,7 @@ import { pipelineCosts } from './pipeline-costs.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ECHO = path.join(ROOT, 'test/fixtures/echo.js');
 const BIN = path.join(ROOT, 'bin/mcp-gateway.js');
+const RELAY = path.join(ROOT, 'bench/relay.js');
 const KEY = 'gw_benchkey_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG';
 
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 3000);
@@ -153,20 +155,25 @@ async function main() {
       `mcp-gateway bench: echo tool; per round ${WARMUP} + ${WARMUP_CONCURRENT} warm-up calls, then ${SEQUENTIAL} sequential and ${CONCURRENT} at ${IN_FLIGHT} in flight;` +
         ` ${ROUNDS} rounds interleaved, medians shown (node ${process.version})\n`,
     );
-    const runs = { direct: [], plain: [], audited: [] };
+    const runs = { direct: [], relay: [], plain: [], audited: [] };
     for (let round = 0; round < ROUNDS; round++) {
       const direct = await connect(process.execPath, [ECHO], {});
       runs.direct.push(await measure(direct, 'echo'));
       await direct.close();
+      // The floor for any relay built on the SDK: its Server and Client alone, nothing of the gateway.
+      const relay = await connect(process.execPath, [RELAY, process.execPath, ECHO], {});
+      runs.relay.push(await measure(relay, 'echo__echo'));
+      await relay.close();
       runs.plain.push(await runGateway(dir, false));
       runs.audited.push(await runGateway(dir, true));
       process.stderr.write(`  round ${round + 1}/${ROUNDS} done\n`);
     }
-    const results = { direct: summarize(runs.direct), plain: summarize(runs.plain), audited: summarize(runs.audited) };
+    const results = Object.fromEntries(Object.entries(runs).map(([key, r]) => [key, summarize(r)]));
 
     console.log(`${''.padEnd(34)}   calls/s   p50 µs   p99 µs  |   calls/s   p50 µs   p99 µs`);
     console.log(`${''.padEnd(34)}${'sequential'.padStart(27)}  |${`${IN_FLIGHT} in flight`.padStart(27)}`);
     console.log(row('direct (SDK client → echo)', results.direct));
+    console.log(row('bare SDK relay (Server + Client)', results.relay));
     console.log(row('gateway, audit + metering off', results.plain));
     console.log(row('gateway, full pipeline', results.audited));
     console.log('');
@@ -178,19 +185,19 @@ async function main() {
       return `${median(v).toFixed(digits)}${suffix} (rounds ${v[0].toFixed(digits)}–${v[v.length - 1].toFixed(digits)})`;
     };
     for (const [label, key] of [
-      ['audit + metering off', 'plain'],
-      ['full pipeline', 'audited'],
+      ['bare SDK relay', 'relay'],
+      ['gateway (audit + metering off)', 'plain'],
+      ['gateway (full pipeline)', 'audited'],
     ]) {
       const seq = runs[key].map((r, i) => r.seqPerCallUs / runs.direct[i].seqPerCallUs);
       const con = runs[key].map((r, i) => (r.conRate / runs.direct[i].conRate) * 100);
-      console.log(
-        `gateway (${label}) / direct: sequential time ×${spread(seq, 2)}, concurrent throughput ${spread(con, 0, '%')} of direct`,
-      );
+      console.log(`${label} / direct: sequential time ×${spread(seq, 2)}, concurrent throughput ${spread(con, 0, '%')} of direct`);
     }
     if (!Number.isNaN(results.direct.seqCpuUs)) {
       console.log(
         `CPU per call of the process the client talks to, sequential / ${IN_FLIGHT} in flight:` +
           ` echo child ${results.direct.seqCpuUs.toFixed(0)} / ${results.direct.conCpuUs.toFixed(0)} µs,` +
+          ` bare relay ${results.relay.seqCpuUs.toFixed(0)} / ${results.relay.conCpuUs.toFixed(0)} µs,` +
           ` gateway ${results.plain.seqCpuUs.toFixed(0)} / ${results.plain.conCpuUs.toFixed(0)} µs,` +
           ` with audit ${results.audited.seqCpuUs.toFixed(0)} / ${results.audited.conCpuUs.toFixed(0)} µs`,
       );
