@@ -5,9 +5,7 @@
  * and what readers and admins see and may call on server-everything.
  */
 import { spawn } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { exportSPKI, SignJWT, type CryptoKey, type JWTPayload } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import {
   BIN,
@@ -22,6 +20,7 @@ import {
   call,
   waitListed,
 } from '../helpers/gateway.js';
+import { serveJwks, type JwksServer } from '../helpers/jwks.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -586,27 +585,17 @@ describe('JWT sessions via MCP_GATEWAY_TOKEN', () => {
   });
 
   describe('RS256 from a JWKS served on loopback', () => {
-    const keys: JWK[] = [];
-    let server: Server;
+    let jwks: JwksServer;
     let jwksUri: string;
-    let a: { publicKey: CryptoKey; privateKey: CryptoKey };
-    let b: { publicKey: CryptoKey; privateKey: CryptoKey };
+    let a: JwksServer['a'];
+    let b: JwksServer['b'];
 
     beforeAll(async () => {
-      a = await generateKeyPair('RS256', { extractable: true });
-      b = await generateKeyPair('RS256', { extractable: true });
-      keys.push({ ...(await exportJWK(a.publicKey)), kid: 'A', alg: 'RS256', use: 'sig' });
-      server = createServer((req, res) => {
-        if (req.url === '/jwks.json') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }));
-        else res.writeHead(404).end();
-      });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      jwksUri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+      jwks = await serveJwks();
+      ({ uri: jwksUri, a, b } = jwks);
     });
 
-    afterAll(async () => {
-      await new Promise((resolve) => server.close(resolve));
-    });
+    afterAll(() => jwks.close());
 
     test('kid A verifies; a key B added to the JWKS later verifies; forgeries and unknown kids exit 1', async () => {
       const dir = tempDir('mcpgw-jwks-');
@@ -632,7 +621,7 @@ describe('JWT sessions via MCP_GATEWAY_TOKEN', () => {
       const tokenB = await token(b.privateKey, 'RS256', claims, { kid: 'B' });
       // Not published yet.
       await expectRefusedAtStartup(configFile, { MCP_GATEWAY_TOKEN: tokenB });
-      keys.push({ ...(await exportJWK(b.publicKey)), kid: 'B', alg: 'RS256', use: 'sig' });
+      await jwks.publishB();
       const gwB = await start({ config, dir, key: null, env: { MCP_GATEWAY_TOKEN: tokenB } });
       expect((await call(gwB.client, 'echo__echo', { message: 'b' }))['isError']).not.toBe(true);
       // The running session with kid A is unaffected.

@@ -5,14 +5,15 @@
  */
 import { createHmac } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { configSchema, type JwtConfig } from '../../src/config/schema.js';
 import { claimAt, JwtError, JwtVerifier } from '../../src/identity/jwt.js';
 import { tempDir } from '../helpers/gateway.js';
+import { serveJwks, type JwksServer } from '../helpers/jwks.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-characters-long';
 const ISSUER = 'https://login.example.test/';
@@ -284,51 +285,36 @@ describe('asymmetric keys from a PEM', () => {
 // ---------------------------------------------------------------------------------------------
 
 describe('JWKS served on loopback', () => {
-  const keys: JWK[] = [];
-  let fetches = 0;
-  let server: Server;
+  let jwks: JwksServer;
   let uri: string;
-  let a: { publicKey: CryptoKey; privateKey: CryptoKey };
-  let b: { publicKey: CryptoKey; privateKey: CryptoKey };
+  let a: JwksServer['a'];
+  let b: JwksServer['b'];
 
   beforeAll(async () => {
-    a = await generateKeyPair('RS256', { extractable: true });
-    b = await generateKeyPair('RS256', { extractable: true });
-    keys.push({ ...(await exportJWK(a.publicKey)), kid: 'A', alg: 'RS256', use: 'sig' });
-    server = createServer((req, res) => {
-      if (req.url !== '/jwks.json') {
-        res.writeHead(404).end();
-        return;
-      }
-      fetches++;
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    uri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+    jwks = await serveJwks();
+    ({ uri, a, b } = jwks);
   });
 
-  afterAll(async () => {
-    await new Promise((resolve) => server.close(resolve));
-  });
+  afterAll(() => jwks.close());
 
   test('kid A verifies; after the JWKS gains key B, a kid B token verifies (refetch on unknown kid)', async () => {
     const verifier = new JwtVerifier(jwtConfig({ jwksUri: uri, algorithms: ['RS256'], issuer: ISSUER }), { jwksCooldownMs: 0 });
-    const before = fetches;
+    const before = jwks.fetches;
     await expect(verifier.verify(await sign(a.privateKey, 'RS256', {}, { kid: 'A' }))).resolves.toMatchObject({ consumerId: 'alice' });
-    expect(fetches).toBe(before + 1);
+    expect(jwks.fetches).toBe(before + 1);
 
     // Cached: a second token with a known kid needs no fetch.
     await verifier.verify(await sign(a.privateKey, 'RS256', { sub: 'bob' }, { kid: 'A' }));
-    expect(fetches).toBe(before + 1);
+    expect(jwks.fetches).toBe(before + 1);
 
     // B is not published yet: refused (after a refetch that does not find it).
     const tokenB = await sign(b.privateKey, 'RS256', { sub: 'carol' }, { kid: 'B' });
     await rejects(verifier, tokenB);
 
-    keys.push({ ...(await exportJWK(b.publicKey)), kid: 'B', alg: 'RS256', use: 'sig' });
-    const fetchesBeforeB = fetches;
+    await jwks.publishB();
+    const fetchesBeforeB = jwks.fetches;
     await expect(verifier.verify(tokenB)).resolves.toMatchObject({ consumerId: 'carol' });
-    expect(fetches).toBeGreaterThan(fetchesBeforeB);
+    expect(jwks.fetches).toBeGreaterThan(fetchesBeforeB);
 
     // A token with kid A but signed by B's key is refused.
     await rejects(verifier, await sign(b.privateKey, 'RS256', {}, { kid: 'A' }));
