@@ -390,19 +390,24 @@ describe('shutdown', { timeout: 120_000 }, () => {
     return { children, grandchildren };
   }
 
-  test("no process is left after the gateway's stdin closes", async () => {
+  /** A gateway over echo, forker (which leaves two grandchildren) and `third`; its process tree. */
+  async function gatewayWithForker(third: Record<string, unknown>) {
     const markerDir = tempDir('mcpgw-markers-');
     const gw = await startGateway({
       config: testConfig({
         servers: [
           { id: 'echo', ...fixture('echo.js') },
           { id: 'forker', ...fixture('forker.js'), env: { FIXTURE_MARKER_DIR: markerDir } },
-          { id: 'slow', ...fixture('slow.js') },
+          third,
         ],
       }),
     });
     gateways.push(gw);
-    const { children, grandchildren } = await processTree(gw, markerDir);
+    return { gw, ...(await processTree(gw, markerDir)) };
+  }
+
+  test("no process is left after the gateway's stdin closes", async () => {
+    const { gw, children, grandchildren } = await gatewayWithForker({ id: 'slow', ...fixture('slow.js') });
     expect(children).toHaveLength(3);
     expect(grandchildren).toHaveLength(2);
     for (const pid of [gw.pid, ...children, ...grandchildren]) expect(running(pid), `pid ${pid} running before`).toBe(true);
@@ -417,18 +422,7 @@ describe('shutdown', { timeout: 120_000 }, () => {
   });
 
   test('the gateway exits on SIGTERM and takes its children with it, even one that ignores SIGTERM', async () => {
-    const markerDir = tempDir('mcpgw-markers-');
-    const gw = await startGateway({
-      config: testConfig({
-        servers: [
-          { id: 'echo', ...fixture('echo.js') },
-          { id: 'forker', ...fixture('forker.js'), env: { FIXTURE_MARKER_DIR: markerDir } },
-          { id: 'stubborn', ...fixture('ignore-sigterm.js') },
-        ],
-      }),
-    });
-    gateways.push(gw);
-    const { children, grandchildren } = await processTree(gw, markerDir);
+    const { gw, children, grandchildren } = await gatewayWithForker({ id: 'stubborn', ...fixture('ignore-sigterm.js') });
     expect(children).toHaveLength(3);
     process.kill(gw.pid, 'SIGTERM');
     await waitFor(() => !running(gw.pid), 30_000, 'the gateway to exit');
