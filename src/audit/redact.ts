@@ -10,16 +10,28 @@ export const REDACTED = '[REDACTED]';
 
 /**
  * Key names match case-insensitively and ignoring "-" and "_", on the whole name or its end:
- * with `token`, "access_token" and "X-Token" are redacted, "max_tokens" is not.
+ * with `token`, "access_token" and "X-Token" are redacted, "max_tokens" is not. Case is compared
+ * by Unicode case folding (the RegExp `iu` flags), so "K" (KELVIN SIGN) is a "k" and "ſ" (LONG S)
+ * an "s": the audit pre-filter uses the same folding, so the two always agree on a key.
  */
 export function keyMatcher(redactKeys: readonly string[]): (key: string) => boolean {
-  const norm = (k: string) => k.toLowerCase().replace(/[-_]/g, '');
-  const wanted = redactKeys.map(norm).filter(Boolean);
-  if (wanted.length === 0) return () => false;
-  return (key) => {
-    const k = norm(key);
-    return wanted.some((w) => k.endsWith(w));
-  };
+  const names = keyPattern(redactKeys, (c) => c);
+  if (names === null) return () => false;
+  const re = new RegExp(`(?:${names})[-_]*$`, 'iu');
+  return (key) => re.test(key);
+}
+
+/**
+ * The pattern of any of `redactKeys` as written in a key: its letters (each passed through
+ * `write`, then escaped) with any run of "-" or "_" between them; null when there is none. The
+ * runs are `[-_]*` between letters that are never "-" or "_", so a scan does not backtrack.
+ */
+function keyPattern(redactKeys: readonly string[], write: (letter: string) => string): string | null {
+  const names = redactKeys
+    .map((k) => [...k.replace(/[-_]/g, '')])
+    .filter((letters) => letters.length > 0)
+    .map((letters) => letters.map((c) => write(c).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('[-_]*'));
+  return names.length > 0 ? names.join('|') : null;
 }
 
 /** A copy of `value` with matching keys' values replaced and secret values redacted. */
@@ -42,12 +54,11 @@ export function redactForAudit(value: unknown, isSecretKey: (key: string) => boo
  */
 export function auditJsonFactory(redactKeys: readonly string[], redactor: Redactor, maxBytes: number): (value: unknown) => string {
   const isSecretKey = keyMatcher(redactKeys);
-  // A key can match only if its letters appear in the text, with or without "-"/"_" between them.
-  const letters = redactKeys
-    .map((k) => k.replace(/[-_]/g, ''))
-    .filter(Boolean)
-    .map((k) => [...k].map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('[-_]?'));
-  const mayHaveKey = letters.length > 0 ? new RegExp(letters.join('|'), 'i') : null;
+  // A key can match only if its letters appear in the text (JSON-escaped, as JSON.stringify writes
+  // a quote, backslash or control character), with "-"/"_" between them, under the same case
+  // folding as the matcher: it must never skip a text the matcher would redact a key in.
+  const names = keyPattern(redactKeys, (c) => JSON.stringify(c).slice(1, -1));
+  const mayHaveKey = names !== null ? new RegExp(names, 'iu') : null;
   return (value) => {
     let text = JSON.stringify(value) ?? 'null';
     if (mayHaveKey?.test(text)) text = JSON.stringify(redactForAudit(value, isSecretKey, redactor)) ?? 'null';
