@@ -94,6 +94,7 @@ export async function pipelineCosts(dir) {
     const run = compose(v.stages);
     const once = async () => {
       const ctx = new CallContext(session, {
+        method: 'tools/call',
         kind: 'tool',
         server: 'echo',
         name: 'echo',
@@ -102,6 +103,7 @@ export async function pipelineCosts(dir) {
         signal: controller.signal,
         progressToken: undefined,
         meta: undefined,
+        receivedMeta: undefined,
         notify: async () => {},
       });
       await run(ctx);

@@ -68,7 +68,9 @@ try {
   await call(client, 'demo__lookup_order', { orderId: 'A-1001' });
   await call(client, 'demo__get_forecast', { city: 'Lisbon' });
 
-  heading('Calls the gateway refuses, each with a code the agent can act on');
+  heading(
+    'Calls the gateway refuses, each with a code the agent can act on (refund_order, which a reader may never use, is answered as if it did not exist; the audit log below keeps the truth)',
+  );
   await call(client, 'demo__refund_order', { orderId: 'A-1001', amount: 42.5 });
   await call(client, 'demo__lookup_order', { orderId: 1001 });
   await call(client, 'demo__get_weather', { city: 'Lisbon' });

@@ -62,17 +62,41 @@ export interface ErrorDetails {
 export class GatewayError extends Error {
   readonly code: ErrorCode;
   readonly details: ErrorDetails;
+  /**
+   * What the agent is told instead, when the truth would tell it something it may not know (that a
+   * tool it may never use exists). The audit log keeps this error; the wire gets `shown`.
+   */
+  readonly disguise: GatewayError | undefined;
 
-  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}) {
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}, disguise?: GatewayError) {
     super(message);
     this.name = 'GatewayError';
     this.code = code;
     this.details = details;
+    this.disguise = disguise;
   }
 
   get status(): AuditStatus {
     return ERROR_CODES[this.code].status;
   }
+
+  /** The error as the agent sees it. */
+  get shown(): GatewayError {
+    return this.disguise ?? this;
+  }
+}
+
+/** The kinds of thing an agent names in a request: what an unknown-target error names. */
+export type TargetNoun = 'tool' | 'prompt' | 'resource';
+
+/**
+ * The one answer for a name the caller cannot use because nothing by that name exists, or because
+ * it may never see it: the same code, wording and fields either way, so a refusal tells nothing
+ * of what is behind it (design §4: what a caller can never be allowed is invisible).
+ */
+export function unknownTarget(noun: TargetNoun, name: string): GatewayError {
+  const where = noun === 'tool' ? 'tools/list (or list_tools)' : noun === 'prompt' ? 'prompts/list' : 'resources/list';
+  return new GatewayError('UNKNOWN_TOOL', `there is no ${noun} "${name}" that you can use; ${where} shows what you can`, { [noun]: name });
 }
 
 export function isGatewayError(err: unknown): err is GatewayError {

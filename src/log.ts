@@ -21,11 +21,23 @@ export interface Logger {
 
 export interface LogSink {
   write(line: string): unknown;
+  /** Bytes written and not yet taken by the reader (a stream's writableLength). */
+  readonly writableLength?: number;
+}
+
+/** Unread log output above which lines are dropped (and their number logged once it drains). */
+const MAX_UNREAD_LOG_BYTES = 4 * 1024 * 1024;
+
+interface LogState {
+  level: number;
+  redactor: Redactor;
+  sink: LogSink;
+  dropped: number;
 }
 
 class StderrLogger implements Logger {
   constructor(
-    protected readonly state: { level: number; redactor: Redactor; sink: LogSink },
+    protected readonly state: LogState,
     private readonly scope: string,
   ) {}
 
@@ -50,9 +62,20 @@ class StderrLogger implements Logger {
 
   private log(level: LogLevel, message: string): void {
     if (ORDER[level] < this.state.level) return;
+    const state = this.state;
+    // Whoever reads the gateway's stderr may stop reading; then lines are counted, not queued.
+    if ((state.sink.writableLength ?? 0) > MAX_UNREAD_LOG_BYTES) {
+      state.dropped++;
+      return;
+    }
+    const now = new Date().toISOString();
+    if (state.dropped > 0) {
+      state.sink.write(`${now} mcp-gateway warn ${state.dropped} log lines dropped: stderr was not being read\n`);
+      state.dropped = 0;
+    }
     const scope = this.scope ? ` [${this.scope}]` : '';
-    const text = this.state.redactor.text(message).replace(/\r?\n/g, '\n    ');
-    this.state.sink.write(`${new Date().toISOString()} mcp-gateway ${level}${scope} ${text}\n`);
+    const text = state.redactor.text(message).replace(/\r?\n/g, '\n    ');
+    state.sink.write(`${now} mcp-gateway ${level}${scope} ${text}\n`);
   }
 }
 
@@ -67,7 +90,7 @@ export class RootLogger extends StderrLogger {
 export function createLogger(options: { level?: string | undefined; sink?: LogSink; redactor?: Redactor } = {}): RootLogger {
   const name = (options.level ?? process.env['MCP_GATEWAY_LOG_LEVEL'] ?? 'info').toLowerCase();
   const level = name in ORDER ? ORDER[name as LogLevel] : ORDER.info;
-  const state = { level, redactor: options.redactor ?? new Redactor([]), sink: options.sink ?? process.stderr };
+  const state: LogState = { level, redactor: options.redactor ?? new Redactor([]), sink: options.sink ?? process.stderr, dropped: 0 };
   return new RootLogger(state, '');
 }
 

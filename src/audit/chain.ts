@@ -23,6 +23,10 @@ export interface AuditColumns {
   readonly error: string | null;
   readonly latency_ms: number;
   readonly decided_by: string | null;
+  /** The JSON-RPC method (schema 2; null in rows written before it). */
+  readonly method?: string | null | undefined;
+  /** The request's `_meta` as JSON text, redacted (schema 2). */
+  readonly meta?: string | null | undefined;
 }
 
 export interface AuditRow extends AuditColumns {
@@ -35,13 +39,22 @@ export interface AuditRow extends AuditColumns {
  * written with the (sorted) keys in a fixed order, since it is computed on every append.
  */
 export function canonicalColumns(c: AuditColumns): string {
-  const j = (v: string | number | null) => (v === null ? 'null' : typeof v === 'number' ? String(v) : JSON.stringify(v));
+  const j = (v: string | number | null | undefined) =>
+    v === null || v === undefined ? 'null' : typeof v === 'number' ? String(v) : JSON.stringify(v);
+  // The columns of schema 2 are hashed unless both are null: rows written before they existed keep
+  // their hashes, and a value put into either column of such a row breaks its hash.
+  const added = hasAddedColumns(c) ? `"meta":${j(c.meta)},"method":${j(c.method)},` : '';
   return (
     `{"arguments":${j(c.arguments)},"auth_method":${j(c.auth_method)},"consumer_id":${j(c.consumer_id)},` +
     `"decided_by":${j(c.decided_by)},"error":${j(c.error)},"key_id":${j(c.key_id)},"kind":${j(c.kind)},` +
-    `"latency_ms":${j(c.latency_ms)},"name":${j(c.name)},"result":${j(c.result)},"roles":${j(c.roles)},` +
+    `"latency_ms":${j(c.latency_ms)},${added}"name":${j(c.name)},"result":${j(c.result)},"roles":${j(c.roles)},` +
     `"seq":${j(c.seq)},"server":${j(c.server)},"status":${j(c.status)},"ts":${j(c.ts)}}`
   );
+}
+
+/** Whether a row carries the columns added in schema 2 (`method`, `meta`): then they are hashed. */
+export function hasAddedColumns(c: Pick<AuditColumns, 'method' | 'meta'>): boolean {
+  return (c.method !== null && c.method !== undefined) || (c.meta !== null && c.meta !== undefined);
 }
 
 /**
@@ -77,6 +90,7 @@ export function columnsOf(row: AuditColumns): AuditColumns {
     error: row.error,
     latency_ms: row.latency_ms,
     decided_by: row.decided_by,
+    ...(hasAddedColumns(row) ? { method: row.method ?? null, meta: row.meta ?? null } : {}),
   };
 }
 

@@ -35,6 +35,9 @@ export const AUDIT_COLUMNS = [
   'decided_by',
   'prev_hash',
   'hash',
+  // Added by schema 2 (ALTER TABLE puts them last).
+  'method',
+  'meta',
 ] as const satisfies readonly (keyof AuditRow)[];
 
 /** Text is handed to the writable in pieces of about this size (one write per row is slow). */
@@ -84,7 +87,7 @@ function csvLine(row: AuditRow): string {
 }
 
 /** One RFC 4180 field. */
-export function csvField(value: string | number | null): string {
+export function csvField(value: string | number | null | undefined): string {
   if (value === null || value === undefined) return '';
   const text = String(value);
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;

@@ -54,6 +54,9 @@ export function audit({ recorder, config, redactor, log }: AuditStageOptions): S
       kind: ctx.kind,
       name: redactor.text(ctx.name),
       arguments: config.recordArguments && ctx.arguments !== undefined ? record(ctx.arguments) : null,
+      method: ctx.method,
+      // What the agent sent, before servers[].metaAllow: the row shows what was attempted.
+      meta: ctx.request.receivedMeta !== undefined ? record(ctx.request.receivedMeta) : null,
     };
     try {
       await next();

@@ -27,8 +27,8 @@ export class AuditStore {
     this.lastStmt = db.prepare<[], { seq: number; hash: string }>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
     // Positional parameters: binding by name looks every key up, on every append.
     this.insertStmt = db.prepare<InsertParams>(
-      `INSERT INTO audit_log (seq, ts, consumer_id, key_id, auth_method, roles, server, kind, name, arguments, result, status, error, latency_ms, decided_by, prev_hash, hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO audit_log (seq, ts, consumer_id, key_id, auth_method, roles, server, kind, name, arguments, result, status, error, latency_ms, decided_by, method, meta, prev_hash, hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
   }
 
@@ -91,6 +91,8 @@ export class AuditStore {
         c.error,
         c.latency_ms,
         c.decided_by,
+        c.method ?? null,
+        c.meta ?? null,
         hashChain ? prev : '',
         hash,
       );
@@ -134,6 +136,8 @@ type InsertParams = [
   error: string | null,
   latency_ms: number,
   decided_by: string | null,
+  method: string | null,
+  meta: string | null,
   prev_hash: string,
   hash: string,
 ];

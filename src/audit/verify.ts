@@ -124,27 +124,30 @@ function readMode(db: Db): string | null {
  * JavaScript instead of seventeen. Where the two could differ (a REAL, text that is not valid
  * UTF-8), the hash does not match and the row is checked again with `rowHash`, the definition.
  */
-const CANONICAL_SQL = `prev_hash || json_object(${(
-  [
-    'arguments',
-    'auth_method',
-    'consumer_id',
-    'decided_by',
-    'error',
-    'key_id',
-    'kind',
-    'latency_ms',
-    'name',
-    'result',
-    'roles',
-    'seq',
-    'server',
-    'status',
-    'ts',
-  ] as const
-)
-  .map((c) => `'${c}', ${c}`)
-  .join(', ')})`;
+const CANONICAL_KEYS = [
+  'arguments',
+  'auth_method',
+  'consumer_id',
+  'decided_by',
+  'error',
+  'key_id',
+  'kind',
+  'latency_ms',
+  'meta',
+  'method',
+  'name',
+  'result',
+  'roles',
+  'seq',
+  'server',
+  'status',
+  'ts',
+] as const;
+const jsonObject = (keys: readonly string[]) => `json_object(${keys.map((c) => `'${c}', ${c}`).join(', ')})`;
+/** As `canonicalColumns`: the schema 2 columns (meta, method) are hashed unless both are null. */
+const CANONICAL_SQL =
+  `prev_hash || CASE WHEN method IS NULL AND meta IS NULL ` +
+  `THEN ${jsonObject(CANONICAL_KEYS.filter((k) => k !== 'meta' && k !== 'method'))} ELSE ${jsonObject(CANONICAL_KEYS)} END`;
 
 /** Below every rowid: the first cursor starts here. */
 const BEFORE_ALL = -(2n ** 63n);

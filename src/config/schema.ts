@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { globProblem } from './glob.js';
+import { compileSafeRegex } from './safe-regex.js';
 
 /** Numbers may arrive as strings after `${VAR}` interpolation ("60000"). */
 const num = (schema: z.ZodNumber) =>
@@ -62,6 +63,13 @@ export const serverSchema = z.strictObject({
   startTimeoutMs: int(1).default(60_000),
   restart: restartSchema,
   pricing: pricingSchema.optional(),
+  /**
+   * auto: on Linux, own user, pid and mount namespaces (sandbox.ts), and a warning where the OS
+   * cannot; required: the same, but the server does not start where it cannot; none: no isolation.
+   */
+  sandbox: z.enum(['auto', 'required', 'none']).default('auto'),
+  /** Globs on the `_meta` keys of a request that reach this server; unset: every key. */
+  metaAllow: z.array(glob).optional(),
 });
 
 const rateSchema = z.strictObject({
@@ -157,6 +165,8 @@ const conditionSchema = z
     in: z.union([z.array(z.unknown()), z.string()]).optional(),
     notIn: z.union([z.array(z.unknown()), z.string()]).optional(),
     glob: glob.optional(),
+    /** A glob on a POSIX absolute path, matched after `.`, `..` and `//` are resolved. */
+    path: glob.optional(),
     regex: z.string().optional(),
     lt: num(z.number()).optional(),
     lte: num(z.number()).optional(),
@@ -170,15 +180,15 @@ const conditionSchema = z
     if (ops.length === 0)
       ctx.addIssue({
         code: 'custom',
-        message: 'give at least one operator (eq, ne, in, notIn, glob, regex, lt, lte, gt, gte, exists, maxLength)',
+        message: 'give at least one operator (eq, ne, in, notIn, glob, path, regex, lt, lte, gt, gte, exists, maxLength)',
       });
     if (c.regex !== undefined) {
       try {
-        // Templates (${consumer.id}) are filled in per call; check the pattern around them,
-        // anchored as the engine anchors it.
-        new RegExp(`^(?:${c.regex.replace(/\$\{[^}]*\}/g, 'x')})$`, 'u');
+        // Templates (${consumer.id}) are filled in per call; check the pattern around them with
+        // the engine that runs it (linear time: no lookaround, no backreferences).
+        compileSafeRegex(c.regex.replace(/\$\{[^}]*\}/g, 'x'), { anchored: true });
       } catch (err) {
-        ctx.addIssue({ code: 'custom', path: ['regex'], message: `is not a valid regular expression: ${(err as Error).message}` });
+        ctx.addIssue({ code: 'custom', path: ['regex'], message: `is not a usable regular expression: ${(err as Error).message}` });
       }
     }
   });
@@ -263,6 +273,12 @@ const limitsSchema = z
      * and refuses new requests until space is made. Unset: only the disk limits it.
      */
     maxDatabaseBytes: int(1_048_576).optional(),
+    /** Longest tool or prompt name, or resource URI, a request may carry (UTF-8 bytes). */
+    maxNameBytes: int(64, 1_048_576).default(8_192),
+    /** Most tools, prompts, resources or templates (each) kept of one server's catalog. */
+    maxCatalogEntries: int(1).default(10_000),
+    /** Most bytes (JSON) of one server's catalog kept in memory; the rest is left out, with a status. */
+    maxCatalogBytes: int(65_536).default(8 * 1024 * 1024),
   })
   .prefault({});
 

@@ -19,7 +19,7 @@ export interface GatewayToolContext {
   /** Direct tools the identity may use, as listed to it. */
   readonly visibleTools: (identity: Identity) => { server: string; exposedName: string; entry: RawEntry }[];
   /** URIs offered by more than one server (served by the first in config order). */
-  readonly conflicts: () => { uri: string; servers: string[] }[];
+  readonly conflicts: () => { uri: string; servers: string[]; servedBy: string }[];
 }
 
 export interface GatewayTool {
@@ -60,7 +60,11 @@ const call: GatewayTool = {
   async run(ctx, tools) {
     tools.validator.check('gateway', call.definition, ctx.arguments);
     const name = String(ctx.arguments?.['tool']);
-    const owners = tools.registry.serversWithTool(name);
+    // Only the servers whose tool the caller may see are named (what it may never use stays unseen).
+    const owners = tools
+      .visibleTools(ctx.session.identity)
+      .filter((t) => t.entry.name === name)
+      .map((t) => t.server);
     if (owners.length > 1) {
       throw new GatewayError(
         'INVALID_ARGUMENTS',

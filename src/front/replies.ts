@@ -6,7 +6,8 @@ import { ERROR_CODES, ERROR_META_KEY, errorText, type GatewayError } from '../er
 import type { CallKind, ResultObject } from '../pipeline/context.js';
 
 /** A refused or failed tool call as the agent sees it. */
-export function toolErrorResult(err: GatewayError): ResultObject {
+export function toolErrorResult(error: GatewayError): ResultObject {
+  const err = error.shown;
   return {
     content: [{ type: 'text', text: errorText(err) }],
     isError: true,
@@ -35,7 +36,8 @@ const RESOURCE_NOT_FOUND = -32002;
  * A refused or failed request without an isError form (prompts/get, resources/read, …). A child's
  * own error keeps the child's code; an unknown resource gets MCP's resource-not-found code.
  */
-export function toRpcError(err: GatewayError, kind: CallKind): RpcError {
+export function toRpcError(error: GatewayError, kind: CallKind): RpcError {
+  const err = error.shown;
   const upstream = err.code === 'UPSTREAM_ERROR' ? err.details.upstreamCode : undefined;
   const rpcCode =
     typeof upstream === 'number'

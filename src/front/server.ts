@@ -3,20 +3,22 @@
  * what the caller may use, routes each request to the server that owns it, and runs every call
  * through the pipeline. It holds no policy, limit or audit logic of its own.
  */
+import { createHash } from 'node:crypto';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { UriTemplate } from '@modelcontextprotocol/sdk/shared/uriTemplate.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { ClientCapabilities, LoggingLevel, Notification } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { GatewayConfig } from '../config/schema.js';
 import { GATEWAY_SERVER_ID } from '../config/schema.js';
-import { GatewayError, isGatewayError } from '../errors.js';
+import { isGatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import { CallContext, type CallKind, type CallRequest, type ResultObject, type SessionRef } from '../pipeline/context.js';
 import type { Target } from '../policy/types.js';
-import type { ChildServer, RawEntry } from '../registry/child.js';
+import { compileGlob } from '../config/glob.js';
+import { normalizeResourceUri } from '../policy/uri.js';
+import type { ChildServer, RawEntry, RawResource, RawTemplate } from '../registry/child.js';
 import type { Registry } from '../registry/registry.js';
 import type { ArgumentValidator } from '../registry/validate.js';
 import type { Redactor } from '../secrets/redactor.js';
@@ -56,6 +58,10 @@ export class Front {
   private readonly subscribedUris = new WeakMap<object, Set<string>>();
   private readonly subscriptions = new Set<string>();
   private sessionValue: SessionRef | undefined;
+  private transport: (Transport & BacklogAware) | undefined;
+  /** Children paused until the agent catches up (holdUntilDrained). */
+  private readonly held = new Set<ChildServer>();
+  private readonly metaFilters = new Map<string, (meta: Record<string, unknown>) => Record<string, unknown> | undefined>();
   private readonly log: Logger;
   readonly toolContext: GatewayToolContext;
 
@@ -92,12 +98,13 @@ export class Front {
       validator: o.validator,
       redactor: o.redactor,
       visibleTools: (identity) => this.visibleTools(identity),
-      conflicts: () => this.uriConflicts(),
+      conflicts: () => o.registry.uriConflicts(),
     };
     this.registerHandlers();
   }
 
-  connect(transport: Transport): Promise<void> {
+  connect(transport: Transport & BacklogAware): Promise<void> {
+    this.transport = transport;
     return this.server.connect(transport);
   }
 
@@ -114,24 +121,42 @@ export class Front {
     if (caps?.resources || child.catalog.resources.length > 0) notify(this.server.sendResourceListChanged());
   }
 
-  /** The registry calls this with a child's notification to relay (log message, resource update). */
+  /**
+   * The registry calls this with a child's notification to relay (log message, resource update).
+   * While the agent is not reading, the child is paused (its own pipe slows it down) until the
+   * agent has caught up, and what it had already sent is dropped and counted (server_status): a
+   * child that floods cannot make the gateway hold more than MAX_AGENT_BACKLOG_BYTES for it.
+   */
   onChildNotification(child: ChildServer, notification: Notification): void {
     if (!this.initialized) return;
     const params = (notification.params ?? {}) as Record<string, unknown>;
+    const relay = (p: Record<string, unknown>) => {
+      if (this.congested()) {
+        child.noteDropped();
+        this.holdUntilDrained(child);
+        return;
+      }
+      void this.server.notification({ method: notification.method, params: this.o.redactor.value(p) }).catch(() => {});
+    };
     switch (notification.method) {
       case 'notifications/message': {
         const level = params['level'] as LoggingLevel;
         if (this.logLevel && LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(this.logLevel)) return;
         const logger = typeof params['logger'] === 'string' ? `${child.id}/${params['logger']}` : child.id;
-        void this.server
-          .notification({ method: 'notifications/message', params: this.o.redactor.value({ ...params, logger }) })
-          .catch(() => {});
+        relay({ ...params, logger });
         return;
       }
       case 'notifications/resources/updated': {
-        const uri = params['uri'];
-        if (typeof uri === 'string' && this.subscriptions.has(uri) && this.mayAllow({ server: child.id, kind: 'resource', name: uri })) {
-          void this.server.notification({ method: notification.method, params: this.o.redactor.value(params) }).catch(() => {});
+        // Only for a URI this child serves (config order): a later server cannot speak for an
+        // earlier one's resources.
+        const uri = typeof params['uri'] === 'string' ? normalizeResourceUri(params['uri']) : null;
+        if (
+          uri?.ok &&
+          this.subscriptions.has(uri.uri) &&
+          this.o.registry.resourceOwner(uri.uri) === child.id &&
+          this.mayAllow({ server: child.id, kind: 'resource', name: uri.uri })
+        ) {
+          relay(params);
         }
         return;
       }
@@ -140,7 +165,10 @@ export class Front {
     }
   }
 
-  /** Relays a child's request (sampling, elicitation, roots) to the agent and returns its answer. */
+  /**
+   * Relays a child's request (sampling, elicitation, roots) to the agent and returns its answer.
+   * The request is redacted like everything else a child sends the agent.
+   */
   async relayToAgent(child: ChildServer, request: { method: string; params?: Record<string, unknown> }, signal: AbortSignal) {
     const caps = this.server.getClientCapabilities();
     const supported =
@@ -153,7 +181,8 @@ export class Front {
             : undefined;
     if (!supported) throw new RpcError(-32601, `the agent does not support ${request.method}`);
     this.log.debug(`relaying ${request.method} from ${child.id} to the agent`);
-    return this.server.request(request as never, passthrough, { signal, timeout: 10 * 60_000 });
+    const relayed = request.params === undefined ? request : { method: request.method, params: this.o.redactor.value(request.params) };
+    return this.server.request(relayed as never, passthrough, { signal, timeout: 10 * 60_000 });
   }
 
   /**
@@ -198,187 +227,116 @@ export class Front {
   }
 
   private registerHandlers(): void {
-    this.handle('tools/list', async () => {
+    this.handle('tools/list', async (params) => {
       const identity = await this.identityOrThrow();
       await this.settle();
-      return { tools: this.listTools(identity) };
+      return this.page('tools', this.listTools(identity), params['cursor']);
     });
 
     this.handle('tools/call', async (params, extra) => {
       const name = params['name'];
-      const args = params['arguments'];
       this.ensureStarted();
       // A malformed call still goes through the pipeline, so it is refused the usual way and audited.
-      const invalid = shapeProblem(params, 'name');
+      const invalid = this.shapeProblem(params, 'name');
       const route: Route = invalid
         ? { kind: 'tool', server: null, name: describe(name), arguments: undefined, entryPoint: false, invalid }
         : await this.routeOnceSettled(
-            () => this.routeTool(name as string, args as Record<string, unknown> | undefined),
+            () => this.routeTool(name as string, params['arguments'] as Record<string, unknown> | undefined),
             (r) => r.server,
           );
-      const ctx = await this.context(route, params, extra);
+      const ctx = await this.context('tools/call', route, params, extra);
       await this.o.pipeline(ctx);
       return ctx.error ? toolErrorResult(ctx.error) : ctx.result;
     });
 
-    this.handle('prompts/list', async () => {
+    this.handle('prompts/list', async (params) => {
       const identity = await this.identityOrThrow();
       await this.settle();
-      if (this.expose === 'meta') return { prompts: [] };
-      const prompts = this.o.registry
-        .prompts()
-        .filter((p) => this.o.policy.mayAllow(identity, { server: p.server, kind: 'prompt', name: p.entry.name }))
-        .map((p) => ({ ...p.entry, name: p.exposedName }));
-      return { prompts };
+      const prompts =
+        this.expose === 'meta'
+          ? []
+          : this.o.registry
+              .prompts()
+              .filter((p) => this.o.policy.mayAllow(identity, { server: p.server, kind: 'prompt', name: p.entry.name }))
+              .map((p) => ({ ...p.entry, name: p.exposedName }));
+      return this.page('prompts', prompts, params['cursor']);
     });
 
     this.handle('prompts/get', async (params, extra) => {
       const name = params['name'];
       this.ensureStarted();
-      const invalid = shapeProblem(params, 'name');
-      const split = invalid ? undefined : this.o.registry.splitName(name as string);
-      const args = invalid ? undefined : (params['arguments'] as Record<string, unknown> | undefined);
-      const ctx = await this.context(
-        { kind: 'prompt', server: split?.server ?? null, name: split?.name ?? describe(name), arguments: args, entryPoint: false, invalid },
-        params,
-        extra,
-      );
-      return this.settled(ctx);
+      const invalid = this.shapeProblem(params, 'name');
+      const route: Route = invalid
+        ? { kind: 'prompt', server: null, name: describe(name), arguments: undefined, entryPoint: false, invalid }
+        : this.routePrompt(name as string, params['arguments'] as Record<string, unknown> | undefined);
+      return this.settled(await this.context('prompts/get', route, params, extra));
     });
 
-    this.handle('resources/list', async () => {
+    this.handle('resources/list', async (params) => {
       const identity = await this.identityOrThrow();
       await this.settle();
-      return {
-        resources: this.visibleResources(
-          identity,
-          (c) => c.catalog.resources,
-          (r) => r.uri,
-        ),
-      };
+      const resources: RawResource[] = [];
+      for (const [uri, entry, server] of this.o.registry.listedResources()) {
+        if (this.o.policy.mayAllow(identity, { server, kind: 'resource', name: uri })) resources.push(entry);
+      }
+      return this.page('resources', resources, params['cursor']);
     });
 
-    this.handle('resources/templates/list', async () => {
+    this.handle('resources/templates/list', async (params) => {
       const identity = await this.identityOrThrow();
       await this.settle();
-      return {
-        resourceTemplates: this.visibleResources(
-          identity,
-          (c) => c.catalog.resourceTemplates,
-          (t) => t.uriTemplate,
-        ),
-      };
+      const templates: RawTemplate[] = [];
+      for (const [template, server] of this.o.registry.listedTemplates()) {
+        if (this.o.policy.mayAllow(identity, { server, kind: 'resource', name: template.uriTemplate })) templates.push(template);
+      }
+      return this.page('resourceTemplates', templates, params['cursor']);
     });
 
-    this.handle('resources/read', async (params, extra) => {
-      const uri = params['uri'];
-      this.ensureStarted();
-      const invalid = shapeProblem(params, 'uri');
-      const server = invalid
-        ? null
-        : await this.routeOnceSettled(
-            () => this.resourceOwner(uri as string),
-            (owner) => owner,
-          );
-      const ctx = await this.context(
-        { kind: 'resource', server, name: describe(uri), arguments: undefined, entryPoint: false, invalid },
-        params,
-        extra,
-      );
-      return this.settled(ctx);
-    });
-
-    const subscription = (method: 'resources/subscribe' | 'resources/unsubscribe') =>
+    const resource = (method: 'resources/read' | 'resources/subscribe' | 'resources/unsubscribe') =>
       this.handle(method, async (params, extra) => {
-        const uri = params['uri'];
-        if (typeof uri !== 'string') throw new RpcError(-32602, 'Invalid params: "uri" must be a string');
-        const identity = await this.identityOrThrow();
         this.ensureStarted();
-        const server = await this.routeOnceSettled(
-          () => this.resourceOwner(uri),
-          (owner) => owner,
-        );
-        if (server === null) throw toRpcError(new GatewayError('UNKNOWN_TOOL', `no server offers resource "${uri}"`), 'resource');
-        if (!this.mayAllow({ server, kind: 'resource', name: uri }, identity)) {
-          throw toRpcError(new GatewayError('FORBIDDEN', `you may not read "${uri}"`), 'resource');
-        }
-        const child = this.o.registry.get(server)!;
-        const subscribe = method === 'resources/subscribe';
-        const had = this.subscriptions.has(uri);
-        if (!subscribe) {
+        const route = await this.routeResource(params['uri']);
+        const ctx = await this.context(method, route, params, extra);
+        if (method === 'resources/unsubscribe' && route.server !== null && !route.invalid) {
           // The agent no longer wants it, whatever the child says: a restart must not renew it.
-          this.subscriptions.delete(uri);
-          this.subscribedOn(child)?.delete(uri);
-          if (child.state !== 'ready') return {}; // a child not running holds no subscription
+          this.forgetSubscription(route.name, this.o.registry.get(route.server));
         }
-        try {
-          await child.ready();
-          if (!child.serverCapabilities?.resources?.subscribe) {
-            throw new RpcError(-32601, `server "${server}" does not support resource subscriptions`);
-          }
-          if (subscribe) {
-            // Kept, so that a restarted child is subscribed again (syncSubscriptions).
-            this.subscriptions.add(uri);
-            this.subscribedOn(child)?.add(uri);
-          }
-          await child.request(method, { uri }, { signal: extra.signal });
-        } catch (err) {
-          if (subscribe && !had) {
-            this.subscriptions.delete(uri);
-            this.subscribedOn(child)?.delete(uri);
-          }
-          throw isGatewayError(err) ? toRpcError(err, 'resource') : err;
-        }
-        return {};
+        const result = await this.settled(ctx);
+        if (method === 'resources/subscribe') this.keepSubscription(route.name, this.o.registry.get(route.server!));
+        return result;
       });
-    subscription('resources/subscribe');
-    subscription('resources/unsubscribe');
+    resource('resources/read');
+    resource('resources/subscribe');
+    resource('resources/unsubscribe');
 
     this.handle('completion/complete', async (params, extra) => {
-      const identity = await this.identityOrThrow();
-      const ref = params['ref'] as { type?: unknown; name?: unknown; uri?: unknown } | undefined;
-      let server: string | null = null;
-      let forwardRef: Record<string, unknown> | undefined;
-      if (ref?.type === 'ref/prompt' && typeof ref.name === 'string') {
-        const split = this.o.registry.splitName(ref.name);
-        if (split && this.mayAllow({ server: split.server, kind: 'prompt', name: split.name }, identity)) {
-          server = split.server;
-          forwardRef = { ...ref, name: split.name };
-        }
-      } else if (ref?.type === 'ref/resource' && typeof ref.uri === 'string') {
-        const uri = ref.uri;
-        this.ensureStarted();
-        const owner = await this.routeOnceSettled(
-          () => this.templateOwner(uri),
-          (o) => o,
-        );
-        if (owner && this.mayAllow({ server: owner, kind: 'resource', name: ref.uri }, identity)) {
-          server = owner;
-          forwardRef = { ...ref };
-        }
-      }
-      const child = server === null ? undefined : this.o.registry.get(server);
-      if (!child || !forwardRef) return { completion: { values: [], hasMore: false } };
-      try {
-        // Ready first: the capabilities of a child still starting are not known yet.
-        await child.ready();
-        if (!child.serverCapabilities?.completions) return { completion: { values: [], hasMore: false } };
-        return this.o.redactor.value(await child.request('completion/complete', { ...params, ref: forwardRef }, { signal: extra.signal }));
-      } catch (err) {
-        throw isGatewayError(err) ? toRpcError(err, 'prompt') : err;
-      }
+      this.ensureStarted();
+      const route = await this.routeCompletion(params);
+      return this.settled(await this.context('completion/complete', route, params, extra));
     });
 
-    this.handle('logging/setLevel', async (params) => {
+    this.handle('logging/setLevel', async (params, extra) => {
       const level = params['level'];
       if (typeof level !== 'string' || !LOG_LEVELS.includes(level as LoggingLevel)) {
         throw new RpcError(-32602, `Invalid params: "level" must be one of ${LOG_LEVELS.join(', ')}`);
       }
-      this.logLevel = level as LoggingLevel;
       this.ensureStarted();
-      // Children not ready yet get the level when they are (onCatalogChanged).
-      await Promise.all(this.o.registry.all().map((c) => this.syncLogLevel(c)));
-      return {};
+      // Through the pipeline like every request that reaches children (identity, limits, audit);
+      // an entry point: every authenticated caller may set the level of what it is sent.
+      const route: Route = {
+        kind: 'admin',
+        server: GATEWAY_SERVER_ID,
+        name: 'logging/setLevel',
+        arguments: { level },
+        entryPoint: true,
+        run: async () => {
+          this.logLevel = level as LoggingLevel;
+          // Children not ready yet get the level when they are (onCatalogChanged).
+          await Promise.all(this.o.registry.all().map((c) => this.syncLogLevel(c)));
+          return {};
+        },
+      };
+      return this.settled(await this.context('logging/setLevel', route, params, extra));
     });
 
     this.server.setNotificationHandler(
@@ -387,6 +345,17 @@ export class Front {
         for (const child of this.o.registry.all()) void child.notify({ method: 'notifications/roots/list_changed' });
       },
     );
+  }
+
+  /** Remembers a subscription, so that a restarted child is subscribed again (syncSubscriptions). */
+  private keepSubscription(uri: string, child: ChildServer | undefined): void {
+    this.subscriptions.add(uri);
+    if (child) this.subscribedOn(child)?.add(uri);
+  }
+
+  private forgetSubscription(uri: string, child: ChildServer | undefined): void {
+    this.subscriptions.delete(uri);
+    if (child) this.subscribedOn(child)?.delete(uri);
   }
 
   /**
@@ -420,7 +389,7 @@ export class Front {
     if (this.subscriptions.size === 0 || child.state !== 'ready' || !child.serverCapabilities?.resources?.subscribe) return;
     const done = this.subscribedOn(child)!;
     for (const uri of this.subscriptions) {
-      if (done.has(uri) || this.resourceOwner(uri) !== child.id) continue;
+      if (done.has(uri) || this.o.registry.resourceOwner(uri) !== child.id) continue;
       done.add(uri);
       child.request('resources/subscribe', { uri }, { signal: AbortSignal.timeout(10_000) }).catch((err: Error) => {
         done.delete(uri);
@@ -486,51 +455,99 @@ export class Front {
       return { kind: 'tool', server: split.server, name: split.name, arguments: innerArgs, entryPoint: false };
     }
     if (typeof server === 'string') {
-      return { kind: 'tool', server: this.o.registry.get(server) ? server : null, name: tool, arguments: innerArgs, entryPoint: false };
+      // An unknown server is named as the agent would name the tool, like a known one it may not see.
+      const known = this.o.registry.get(server) !== undefined;
+      return {
+        kind: 'tool',
+        server: known ? server : null,
+        name: known ? tool : this.o.registry.exposedName(server, tool),
+        arguments: innerArgs,
+        entryPoint: false,
+      };
     }
+    // A bare name: the servers whose tool of that name the caller may see. Servers it may never
+    // see are not named, nor counted as making the name ambiguous; when only those have it, the
+    // call goes to the first of them, so the audit row records what was asked of whom.
     const owners = this.o.registry.serversWithTool(tool);
-    if (owners.length > 1) return undefined; // ambiguous: `call` explains
-    return { kind: 'tool', server: owners[0] ?? null, name: tool, arguments: innerArgs, entryPoint: false };
+    const identity = this.sessionValue?.identity;
+    const visible = owners.filter((id) => this.mayAllow({ server: id, kind: 'tool', name: tool }, identity));
+    if (visible.length > 1) return undefined; // ambiguous: `call` explains
+    const target = visible[0] ?? owners[0] ?? null;
+    return { kind: 'tool', server: target, name: tool, arguments: innerArgs, entryPoint: false, askedAs: tool };
   }
 
-  /** The server that serves a resource URI: listed URI, then template, then its URI scheme. */
-  private resourceOwner(uri: string): string | null {
-    for (const child of this.o.registry.all()) {
-      if (child.catalog.resources.some((r) => r.uri === uri)) return child.id;
+  private routePrompt(name: string, args: Record<string, unknown> | undefined): Route {
+    const split = this.o.registry.splitName(name);
+    return { kind: 'prompt', server: split?.server ?? null, name: split?.name ?? name, arguments: args, entryPoint: false };
+  }
+
+  /**
+   * Where a resource request goes, decided on the normalised URI (policy/uri.ts), which is also
+   * what is forwarded: a URI the gateway cannot normalise unambiguously is refused.
+   */
+  private routeResource(uri: unknown): Route | Promise<Route> {
+    const refused = (invalid: string): Route => ({
+      kind: 'resource',
+      server: null,
+      name: describe(uri),
+      arguments: undefined,
+      entryPoint: false,
+      invalid,
+    });
+    if (typeof uri !== 'string') return refused('"uri" must be a string');
+    const long = this.tooLong(uri, 'uri');
+    if (long) return refused(long);
+    const normal = normalizeResourceUri(uri);
+    if (!normal.ok) return refused(`the URI cannot be read through the gateway: ${normal.reason}`);
+    // The URI as sent is kept in the audit row when it is not the one decided on.
+    const args = normal.uri === uri ? undefined : { uri };
+    return this.routeOnceSettled(
+      (): Route => ({
+        kind: 'resource',
+        server: this.o.registry.resourceOwner(normal.uri),
+        name: normal.uri,
+        arguments: args,
+        entryPoint: false,
+      }),
+      (r) => r.server,
+    );
+  }
+
+  /**
+   * Where a completion goes: the prompt or resource template its `ref` names. Its `argument` and
+   * `context.arguments` are what policy conditions see, as the arguments of that prompt.
+   */
+  private routeCompletion(params: Record<string, unknown>): Route | Promise<Route> {
+    const ref = params['ref'] as { type?: unknown; name?: unknown; uri?: unknown } | undefined;
+    const argument = params['argument'] as { name?: unknown; value?: unknown } | undefined;
+    const context = (params['context'] as { arguments?: unknown } | undefined)?.arguments;
+    const args: Record<string, unknown> = typeof context === 'object' && context !== null && !Array.isArray(context) ? { ...context } : {};
+    if (typeof argument?.name === 'string') args[argument.name] = argument.value;
+    const base = { arguments: args, entryPoint: false, params };
+    const refused = (kind: 'prompt' | 'resource', invalid: string): Route => ({
+      ...base,
+      kind,
+      server: null,
+      name: describe(ref?.name ?? ref?.uri),
+      invalid,
+    });
+    if (typeof argument?.name !== 'string' || typeof argument.value !== 'string')
+      return refused('prompt', '"argument" must have a string name and value');
+    if (ref?.type === 'ref/prompt' && typeof ref.name === 'string') {
+      const long = this.tooLong(ref.name, 'name');
+      if (long) return refused('prompt', long);
+      return { ...base, ...this.routePrompt(ref.name, args), params };
     }
-    return this.templateOwner(uri) ?? this.schemeOwner(uri);
-  }
-
-  private templateOwner(uri: string): string | null {
-    for (const child of this.o.registry.all()) {
-      for (const t of child.catalog.resourceTemplates) {
-        if (t.uriTemplate === uri || matchesTemplate(t.uriTemplate, uri)) return child.id;
-      }
-    }
-    return null;
-  }
-
-  /** A URI no list names, whose scheme only one server uses (servers serve URIs they do not list). */
-  private schemeOwner(uri: string): string | null {
-    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(uri)?.[1];
-    if (!scheme) return null;
-    const owners = this.o.registry
-      .all()
-      .filter((c) =>
-        [...c.catalog.resources.map((r) => r.uri), ...c.catalog.resourceTemplates.map((t) => t.uriTemplate)].some((u) =>
-          u.startsWith(`${scheme}:`),
-        ),
+    if (ref?.type === 'ref/resource' && typeof ref.uri === 'string') {
+      const uri = ref.uri;
+      const long = this.tooLong(uri, 'uri');
+      if (long) return refused('resource', long);
+      return this.routeOnceSettled(
+        (): Route => ({ ...base, kind: 'resource', server: this.o.registry.templateOwner(uri), name: uri }),
+        (r) => r.server,
       );
-    return owners.length === 1 ? owners[0]!.id : null;
-  }
-
-  private uriConflicts(): { uri: string; servers: string[] }[] {
-    const owners = new Map<string, string[]>();
-    for (const child of this.o.registry.all()) {
-      const uris = new Set([...child.catalog.resources.map((r) => r.uri), ...child.catalog.resourceTemplates.map((t) => t.uriTemplate)]);
-      for (const uri of uris) owners.set(uri, [...(owners.get(uri) ?? []), child.id]);
     }
-    return [...owners].filter(([, s]) => s.length > 1).map(([uri, servers]) => ({ uri, servers }));
+    return refused('prompt', '"ref" must be a ref/prompt with a name or a ref/resource with a uri');
   }
 
   // ---------------------------------------------------------------- lists
@@ -538,24 +555,6 @@ export class Front {
   /** The direct tools the identity may use (also what `list_tools` shows). */
   visibleTools(identity: Identity) {
     return this.o.registry.tools().filter((t) => this.o.policy.mayAllow(identity, { server: t.server, kind: 'tool', name: t.entry.name }));
-  }
-
-  /**
-   * Resources or templates of every server the identity may read, each URI once (one two servers
-   * claim is served by the first in config order, so its entry is the one listed).
-   */
-  private visibleResources<T>(identity: Identity, pick: (c: ChildServer) => readonly T[], uriOf: (entry: T) => string): T[] {
-    const seen = new Set<string>();
-    const out: T[] = [];
-    for (const child of this.o.registry.all()) {
-      for (const entry of pick(child)) {
-        const uri = uriOf(entry);
-        if (seen.has(uri)) continue;
-        seen.add(uri);
-        if (this.o.policy.mayAllow(identity, { server: child.id, kind: 'resource', name: uri })) out.push(entry);
-      }
-    }
-    return out;
   }
 
   private listTools(identity: Identity): RawEntry[] {
@@ -571,6 +570,33 @@ export class Front {
     }
     if (this.expose !== 'meta') for (const t of direct) tools.push({ ...t.entry, name: t.exposedName });
     return tools;
+  }
+
+  /**
+   * One page of a list, with `nextCursor` when more follow: at most PAGE_ENTRIES entries and about
+   * PAGE_BYTES of JSON (at least one entry), so no reply grows with what the children offer. The
+   * cursor is the position in the list; a list that changed between pages was announced with
+   * list_changed.
+   */
+  private page<T extends object>(key: string, items: readonly T[], cursor: unknown): Record<string, unknown> {
+    let start = 0;
+    if (cursor !== undefined) {
+      const m = typeof cursor === 'string' ? /^([a-zA-Z]+):(\d{1,9})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8')) : null;
+      if (!m || m[1] !== key || Number(m[2]) > items.length)
+        throw new RpcError(-32602, 'Invalid params: unknown or expired "cursor"; list again from the start');
+      start = Number(m[2]);
+    }
+    let end = start;
+    let bytes = 0;
+    while (end < items.length && end - start < PAGE_ENTRIES) {
+      const size = jsonSize(items[end]!);
+      if (end > start && bytes + size > PAGE_BYTES) break;
+      bytes += size;
+      end++;
+    }
+    const page: Record<string, unknown> = { [key]: start === 0 && end === items.length ? items : items.slice(start, end) };
+    if (end < items.length) page['nextCursor'] = Buffer.from(`${key}:${end}`).toString('base64url');
+    return page;
   }
 
   // ---------------------------------------------------------------- helpers
@@ -594,14 +620,51 @@ export class Front {
     return identity !== undefined && this.o.policy.mayAllow(identity, target);
   }
 
-  /** The context of a request; waits for the session only while it is not yet known. */
-  private context(route: Route, params: Record<string, unknown>, extra: HandlerExtra): CallContext | Promise<CallContext> {
-    const session = this.sessionValue;
-    if (session === undefined) return this.o.session.then((s) => this.contextFor(s, route, params, extra));
-    return this.contextFor(session, route, params, extra);
+  /** Whether the agent is not reading what it is sent: notifications are then dropped, not queued. */
+  private congested(): boolean {
+    return (this.transport?.backlogBytes?.() ?? 0) > MAX_AGENT_BACKLOG_BYTES;
   }
 
-  private contextFor(session: SessionRef, route: Route, params: Record<string, unknown>, extra: HandlerExtra): CallContext {
+  /** Pauses a child's output until the agent has taken what it was sent. */
+  private holdUntilDrained(child: ChildServer): void {
+    const onceDrained = this.transport?.onceDrained;
+    if (!onceDrained || this.held.has(child)) return;
+    this.held.add(child);
+    child.pauseOutput();
+    onceDrained.call(this.transport, () => {
+      this.held.delete(child);
+      child.resumeOutput();
+    });
+  }
+
+  /** What is wrong with a request's `name` and `arguments`, or undefined when they are usable. */
+  private shapeProblem(params: Record<string, unknown>, key: 'name'): string | undefined {
+    const value = params[key];
+    if (typeof value !== 'string') return `"${key}" must be a string`;
+    const long = this.tooLong(value, key);
+    if (long) return long;
+    const args = params['arguments'];
+    if (args !== undefined && (typeof args !== 'object' || args === null || Array.isArray(args))) return '"arguments" must be an object';
+    return undefined;
+  }
+
+  /** Why a name or URI is refused for its length (limits.maxNameBytes), or undefined. */
+  private tooLong(value: string, key: 'name' | 'uri'): string | undefined {
+    const max = this.o.config.limits.maxNameBytes;
+    // A UTF-16 unit is at most 3 UTF-8 bytes: most values are decided without encoding them.
+    if (value.length * 3 <= max) return undefined;
+    const bytes = Buffer.byteLength(value);
+    return bytes > max ? `"${key}" is ${bytes} bytes, over the gateway's limit of ${max} (limits.maxNameBytes)` : undefined;
+  }
+
+  /** The context of a request; waits for the session only while it is not yet known. */
+  private context(method: string, route: Route, params: Record<string, unknown>, extra: HandlerExtra): CallContext | Promise<CallContext> {
+    const session = this.sessionValue;
+    if (session === undefined) return this.o.session.then((s) => this.contextFor(s, method, route, params, extra));
+    return this.contextFor(session, method, route, params, extra);
+  }
+
+  private contextFor(session: SessionRef, method: string, route: Route, params: Record<string, unknown>, extra: HandlerExtra): CallContext {
     const meta = params['_meta'] as Record<string, unknown> | undefined;
     let progressToken: string | number | undefined;
     let rest: Record<string, unknown> | undefined = meta;
@@ -611,20 +674,57 @@ export class Front {
       progressToken = token;
       rest = Object.keys(others).length > 0 ? others : undefined;
     }
+    if (rest && route.server !== null) rest = this.metaFilter(route.server)(rest);
+    const child = route.server === null ? undefined : this.o.registry.get(route.server);
     // Field by field, not a spread of the route: one object shape for every request.
     const request: CallRequest = {
+      method,
       kind: route.kind,
       server: route.server,
       name: route.name,
       arguments: route.arguments,
       entryPoint: route.entryPoint,
       invalid: route.invalid,
+      params: route.params,
+      run: route.run,
+      askedAs: route.askedAs,
       signal: extra.signal,
       progressToken,
       meta: rest,
-      notify: (method, p) => extra.sendNotification({ method, params: p } as never),
+      receivedMeta: meta,
+      notify: (m, p) => {
+        // Progress is dropped, not queued, while the agent is not reading (a flood from a child).
+        if (this.congested()) {
+          if (child) {
+            child.noteDropped();
+            this.holdUntilDrained(child);
+          }
+          return Promise.resolve();
+        }
+        return extra.sendNotification({ method: m, params: p } as never);
+      },
     };
     return new CallContext(session, request);
+  }
+
+  /** The `_meta` keys a server may receive (servers[].metaAllow); every key when unset. */
+  private metaFilter(server: string): (meta: Record<string, unknown>) => Record<string, unknown> | undefined {
+    // Compiled once per server, on its first request with a _meta.
+    let filter = this.metaFilters.get(server);
+    if (filter === undefined) {
+      const globs = this.o.config.servers.find((s) => s.id === server)?.metaAllow;
+      if (globs === undefined) {
+        filter = (meta) => meta;
+      } else {
+        const allowed = globs.map(compileGlob);
+        filter = (meta) => {
+          const kept = Object.entries(meta).filter(([k]) => allowed.some((m) => m(k)));
+          return kept.length > 0 ? Object.fromEntries(kept) : undefined;
+        };
+      }
+      this.metaFilters.set(server, filter);
+    }
+    return filter;
   }
 
   /** Runs a request without an isError form; a refusal becomes a JSON-RPC error. */
@@ -635,36 +735,39 @@ export class Front {
   }
 }
 
-type Route = Pick<CallRequest, 'server' | 'name' | 'arguments' | 'entryPoint' | 'invalid'> & { readonly kind: CallKind };
+type Route = Pick<CallRequest, 'server' | 'name' | 'arguments' | 'entryPoint' | 'invalid'> &
+  Partial<Pick<CallRequest, 'params' | 'run' | 'askedAs'>> & { readonly kind: CallKind };
 
 interface HandlerExtra {
   readonly signal: AbortSignal;
   readonly sendNotification: (n: { method: string; params?: Record<string, unknown> }) => Promise<void>;
 }
 
-/** What is wrong with a request's `name`/`uri` and `arguments`, or undefined when they are usable. */
-function shapeProblem(params: Record<string, unknown>, key: 'name' | 'uri'): string | undefined {
-  if (typeof params[key] !== 'string') return `"${key}" must be a string`;
-  const args = params['arguments'];
-  if (args !== undefined && (typeof args !== 'object' || args === null || Array.isArray(args))) return '"arguments" must be an object';
-  return undefined;
+/** A transport that can tell how much it holds for the agent, not yet taken (AgentStdioTransport). */
+export interface BacklogAware {
+  backlogBytes?(): number;
+  /** Calls back once the agent has taken what it was sent. */
+  onceDrained?(callback: () => void): void;
 }
 
-/** A name for the audit log, whatever the agent sent. */
+/** Above this much unread output for the agent, notifications from children are dropped (and counted). */
+const MAX_AGENT_BACKLOG_BYTES = 1024 * 1024;
+/** Most entries, and about the most JSON, of one page of a list the gateway answers. */
+const PAGE_ENTRIES = 1_000;
+const PAGE_BYTES = 2 * 1024 * 1024;
+
+const sizes = new WeakMap<object, number>();
+/** The JSON length of a list entry, computed once per entry (catalog entries live until they change). */
+function jsonSize(entry: object): number {
+  let size = sizes.get(entry);
+  if (size === undefined) sizes.set(entry, (size = JSON.stringify(entry)?.length ?? 0));
+  return size;
+}
+
+/** A name for the audit log, whatever the agent sent: long ones cut, with their size and digest. */
 function describe(value: unknown): string {
-  return typeof value === 'string' ? value : String(JSON.stringify(value) ?? typeof value).slice(0, 200);
-}
-
-const templates = new Map<string, UriTemplate | null>();
-function matchesTemplate(template: string, uri: string): boolean {
-  let compiled = templates.get(template);
-  if (compiled === undefined) {
-    try {
-      compiled = new UriTemplate(template);
-    } catch {
-      compiled = null;
-    }
-    templates.set(template, compiled);
-  }
-  return compiled?.match(uri) != null;
+  const text = typeof value === 'string' ? value : String(JSON.stringify(value) ?? typeof value);
+  if (text.length <= 1_024) return text;
+  const digest = createHash('sha256').update(text).digest('hex');
+  return `${text.slice(0, 256)}…[${Buffer.byteLength(text)} bytes, sha256 ${digest}]`;
 }

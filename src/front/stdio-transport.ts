@@ -84,6 +84,17 @@ export class AgentStdioTransport implements Transport {
     return this.writer.push(serializeMessage(message));
   }
 
+  /** Bytes written for the agent that it has not read yet (held by the stream and the batcher). */
+  backlogBytes(): number {
+    return ((this.stdout as NodeJS.WritableStream & { writableLength?: number }).writableLength ?? 0) + this.writer.pendingChars;
+  }
+
+  /** Calls `callback` once the agent has read everything written so far (at once if it has). */
+  onceDrained(callback: () => void): void {
+    if (this.backlogBytes() === 0 || this.closed) queueMicrotask(callback);
+    else this.stdout.once('drain', () => this.onceDrained(callback));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -32,6 +32,9 @@ export function pricer(servers: readonly ServerConfig[]): (server: string, tool:
   };
 }
 
+/** The methods a request is counted and priced by its name alone: the use of a tool, prompt or resource. */
+const USES: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
+
 export function meter(recorder: Recorder, servers: readonly ServerConfig[], redactor: Redactor): Stage<CallContext> {
   const price = pricer(servers);
   return async function meter(ctx, next) {
@@ -40,18 +43,20 @@ export function meter(recorder: Recorder, servers: readonly ServerConfig[], reda
     } finally {
       const status = ctx.status;
       const server = ctx.server ?? '(unknown)';
+      const use = USES.has(ctx.method);
       recorder.addUsage({
         hour: hourOf(ctx.ts),
         consumer_id: ctx.session.identity.consumerId,
         server,
-        // The name is as the agent sent it: it may hold a secret (`nosuch__<key>`).
-        tool: redactor.text(ctx.name),
+        // The name is as the agent sent it: it may hold a secret (`nosuch__<key>`). Other requests
+        // (subscriptions, completions, log level) are counted apart from the uses of the same name.
+        tool: redactor.text(use || ctx.kind === 'admin' ? ctx.name : `${ctx.method} ${ctx.name}`),
         calls: 1,
         errors: ERROR_STATUSES.has(status) ? 1 : 0,
         denied: status === 'denied' ? 1 : 0,
         rate_limited: status === 'rate_limited' ? 1 : 0,
         latency_ms: ctx.elapsedMs(),
-        cost: ctx.forwarded ? price(server, ctx.name) : 0,
+        cost: ctx.forwarded && use ? price(server, ctx.name) : 0,
       });
     }
   };

@@ -13,6 +13,8 @@ export type CallKind = 'tool' | 'prompt' | 'resource' | 'admin';
 export type ResultObject = Record<string, unknown>;
 
 export interface CallRequest {
+  /** The JSON-RPC method (tools/call, prompts/get, resources/read, resources/subscribe, …). */
+  readonly method: string;
   readonly kind: CallKind;
   /** Target server id ("gateway" for the gateway's own tools); null when the name matched no server. */
   readonly server: string | null;
@@ -30,8 +32,20 @@ export interface CallRequest {
   readonly signal: AbortSignal;
   /** The agent's progress token, if it asked for progress. */
   readonly progressToken: string | number | undefined;
-  /** The request's `_meta` without the progress token, passed on to the child. */
+  /** The request's `_meta` without the progress token, as passed on to the child (servers[].metaAllow applied). */
   readonly meta: Readonly<Record<string, unknown>> | undefined;
+  /** The request's `_meta` as the agent sent it, for the audit log. */
+  readonly receivedMeta: Readonly<Record<string, unknown>> | undefined;
+  /**
+   * The params of a request that is not a name with arguments (completion/complete), forwarded as
+   * they are once the forward stage has put in the server's own name; `arguments` then holds
+   * what policy conditions see.
+   */
+  readonly params?: Readonly<Record<string, unknown>> | undefined;
+  /** The name as the agent gave it, where it is not `<server><sep><name>` (a bare name given to `call`). */
+  readonly askedAs?: string | undefined;
+  /** For a request the gateway answers itself, without a child or a gateway tool (logging/setLevel). */
+  readonly run?: (() => Promise<ResultObject>) | undefined;
   /** Sends a notification tied to this request (progress) to the agent. */
   readonly notify: (method: string, params: Record<string, unknown>) => Promise<void>;
 }
@@ -78,6 +92,9 @@ export class CallContext {
   }
   get kind(): CallKind {
     return this.request.kind;
+  }
+  get method(): string {
+    return this.request.method;
   }
   get name(): string {
     return this.request.name;

@@ -7,17 +7,27 @@
  * template: its text depends on the caller, so it is compiled per distinct resolved text and kept in
  * a small bounded cache.
  *
- * Every failure is closed: a missing path, a wrong type or a template without a value makes the
- * condition false, never true (only `exists: false` is true for a missing value).
+ * Every failure is closed. A condition is true, false, or UNKNOWN when it cannot be evaluated: a
+ * missing path, a `null`, a value of another type than the operator or operand is about (`"11"`
+ * for `gt: 10`: a server may well read it as 11), a path operand that is not an absolute path, or a
+ * template without a value for this caller. An `allow` rule needs its conditions true; a `deny` or
+ * `forbid` rule applies unless they are false (engine.ts). Only `exists` is never unknown.
+ *
+ * Patterns run in linear time whatever the input (config/safe-regex.ts, config/glob.ts): an agent
+ * chooses the strings they are matched against.
  */
-import picomatch from 'picomatch';
-import { GLOB_OPTIONS, compileGlob, type Matcher } from '../config/glob.js';
+import { compileGlob, globToRegexSource, type Matcher } from '../config/glob.js';
+import { compileSafeRegex } from '../config/safe-regex.js';
 import type { ConditionConfig, RuleConfig } from '../config/schema.js';
 import type { Identity } from '../identity/identity.js';
+import { normalizeAbsolutePath } from './uri.js';
 
 /** Marks "no value here": a missing path, an `undefined`, or a template without a value. */
 export const MISSING: unique symbol = Symbol('missing');
 type Missing = typeof MISSING;
+
+/** The value of a condition: true, false, or undefined when it cannot be evaluated (see above). */
+export type Truth = boolean | undefined;
 
 export type { Matcher } from '../config/glob.js';
 export { compileGlob } from '../config/glob.js';
@@ -204,7 +214,6 @@ class TemplatedPattern {
     private readonly parts: readonly string[],
     private readonly slots: readonly number[],
     private readonly refs: readonly Ref[],
-    private readonly flags: string,
     private readonly matchEmpty: boolean,
   ) {}
 
@@ -221,8 +230,8 @@ class TemplatedPattern {
     let matcher = this.cache.get(source);
     if (matcher === undefined) {
       try {
-        const re = new RegExp(source, this.flags);
-        matcher = this.matchEmpty ? (input) => re.test(input) : (input) => input !== '' && re.test(input);
+        const test = compileSafeRegex(source);
+        matcher = this.matchEmpty ? test : (input) => input !== '' && test(input);
       } catch {
         // Only reachable with a template inside a character class forming a bad range: fail closed.
         matcher = () => false;
@@ -253,37 +262,35 @@ function compileGlobOperand(glob: string): Ref {
   const prefix = placeholderPrefix(glob);
   let withPlaceholders = literals[0]!;
   for (let i = 0; i < refs.length; i++) withPlaceholders += `${prefix}${i}Z${literals[i + 1]!}`;
-  const re = picomatch.makeRe(withPlaceholders, GLOB_OPTIONS);
+  const source = globToRegexSource(withPlaceholders);
   const marker = new RegExp(`${prefix}(\\d+)Z`, 'g');
   const parts: string[] = [];
   const slots: number[] = [];
   let last = 0;
-  for (const match of re.source.matchAll(marker)) {
-    parts.push(re.source.slice(last, match.index));
+  for (const match of source.matchAll(marker)) {
+    parts.push(source.slice(last, match.index));
     slots.push(Number(match[1]));
     last = match.index + match[0].length;
   }
-  parts.push(re.source.slice(last));
-  const pattern = new TemplatedPattern(parts, slots, refs, re.flags, false);
+  parts.push(source.slice(last));
+  const pattern = new TemplatedPattern(parts, slots, refs, false);
   return (identity) => pattern.resolve(identity);
 }
 
-/** Compiles a regex (anchored to the whole value, flag `u`) that may hold templates. */
+/** Compiles a regex (anchored to the whole value, JS syntax with flag `u`, run in linear time) that may hold templates. */
 function compileRegexOperand(regex: string): Ref {
   const { literals, refs } = splitTemplate(regex);
   if (refs.length === 0) {
-    const re = new RegExp(`^(?:${regex})$`, 'u');
-    const matcher: Matcher = (input) => re.test(input);
+    const matcher: Matcher = compileSafeRegex(regex, { anchored: true });
     return () => matcher;
   }
   // Validate the fixed part now, so a broken pattern fails at startup and not on first use.
-  new RegExp(`^(?:${literals.join('x')})$`, 'u');
+  compileSafeRegex(literals.join('x'), { anchored: true });
   const parts = literals.map((literal, i) => (i === 0 ? '^(?:' : '') + literal + (i === literals.length - 1 ? ')$' : ''));
   const pattern = new TemplatedPattern(
     parts,
     refs.map((_, i) => i),
     refs,
-    'u',
     true,
   );
   return (identity) => pattern.resolve(identity);
@@ -294,17 +301,28 @@ function compileRegexOperand(regex: string): Ref {
 
 /**
  * One operator of a condition. `operand` resolves the configured value for the caller (MISSING
- * when a template has no value: the condition is then false for every argument); `holds` tests the
- * argument (MISSING for a missing path) against it.
+ * when a template has no value: the condition then cannot be evaluated for this caller); `holds`
+ * tests the argument (MISSING for a missing path) against it: true, false, or undefined when the
+ * argument is not something the operator can judge.
  */
 interface Check {
   readonly operand: Ref;
-  readonly holds: (value: unknown, operand: unknown) => boolean;
+  readonly holds: (value: unknown, operand: unknown) => Truth;
 }
 
-/** A value an operator other than `exists` and `eq` can test: present and not null. */
+/** A value an operator other than `exists` can test: present and not null. */
 function hasValue(value: unknown): boolean {
   return value !== MISSING && value !== null;
+}
+
+/** The JSON type of a value, to tell comparable values from ones a server might coerce. */
+function jsonType(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+}
+
+/** A finite number, or undefined: another type cannot be compared (a server may coerce "11" to 11). */
+function compare(v: unknown, test: (n: number) => boolean): Truth {
+  return typeof v === 'number' && Number.isFinite(v) ? test(v) : undefined;
 }
 
 /** Code points in `text` are at most `max`, counted without allocating. */
@@ -324,10 +342,38 @@ function codePointsAtMost(text: string, max: number): boolean {
   return true;
 }
 
-function listContains(list: unknown, value: unknown): boolean {
-  for (const item of list as readonly unknown[]) if (deepEqual(item, value)) return true;
+/**
+ * `eq`: equal, not equal, or unknown for a missing or null value or one of another JSON type than
+ * the operand (`eq: null` is a literal and compares any present value).
+ */
+function equals(v: unknown, x: unknown): Truth {
+  if (v === MISSING) return undefined;
+  if (x === null) return v === null;
+  if (v === null || jsonType(v) !== jsonType(x)) return undefined;
+  return deepEqual(v, x);
+}
+
+/**
+ * `in`: whether the list holds the value. Unknown when the value is of a type the list is not
+ * about: `types` when the operand declares them (`${consumer.roles}` is a list of strings, however
+ * many it holds), else the types of its items (an empty list holds nothing: false).
+ */
+function memberOf(v: unknown, list: unknown, types: ReadonlySet<string> | null): Truth {
+  if (!hasValue(v)) return undefined;
+  const items = list as readonly unknown[];
+  const type = jsonType(v);
+  if (types ? !types.has(type) : items.length > 0 && !items.some((item) => jsonType(item) === type)) return undefined;
+  for (const item of items) if (deepEqual(item, v)) return true;
   return false;
 }
+
+/** The item types an `in`/`notIn` operand declares, when its items are not known at config time. */
+function declaredTypes(list: readonly unknown[] | string): ReadonlySet<string> | null {
+  return typeof list === 'string' && list.trim() === '${consumer.roles}' ? STRINGS : null;
+}
+const STRINGS: ReadonlySet<string> = new Set(['string']);
+
+const not = (t: Truth): Truth => (t === undefined ? undefined : !t);
 
 /** Resolves `in`/`notIn`: a list (items may be templates) or a string that is exactly one template. */
 function compileListOperand(list: readonly unknown[] | string): Ref {
@@ -376,70 +422,86 @@ function compileChecks(condition: ConditionConfig): Check[] {
       (value) => hasValue(value) === want,
     );
   }
-  if (c.lt !== undefined)
+  const lt = c.lt;
+  if (lt !== undefined)
     add(
-      () => c.lt,
-      (v, n) => typeof v === 'number' && Number.isFinite(v) && v < (n as number),
+      () => lt,
+      (v) => compare(v, (n) => n < lt),
     );
-  if (c.lte !== undefined)
+  const lte = c.lte;
+  if (lte !== undefined)
     add(
-      () => c.lte,
-      (v, n) => typeof v === 'number' && Number.isFinite(v) && v <= (n as number),
+      () => lte,
+      (v) => compare(v, (n) => n <= lte),
     );
-  if (c.gt !== undefined)
+  const gt = c.gt;
+  if (gt !== undefined)
     add(
-      () => c.gt,
-      (v, n) => typeof v === 'number' && Number.isFinite(v) && v > (n as number),
+      () => gt,
+      (v) => compare(v, (n) => n > gt),
     );
-  if (c.gte !== undefined)
+  const gte = c.gte;
+  if (gte !== undefined)
     add(
-      () => c.gte,
-      (v, n) => typeof v === 'number' && Number.isFinite(v) && v >= (n as number),
+      () => gte,
+      (v) => compare(v, (n) => n >= gte),
     );
-  if (c.maxLength !== undefined) {
+  const maxLength = c.maxLength;
+  if (maxLength !== undefined) {
     add(
-      () => c.maxLength,
-      (v, n) => (typeof v === 'string' ? codePointsAtMost(v, n as number) : Array.isArray(v) ? v.length <= (n as number) : false),
+      () => maxLength,
+      (v) => (typeof v === 'string' ? codePointsAtMost(v, maxLength) : Array.isArray(v) ? v.length <= maxLength : undefined),
     );
   }
-  // `eq: null` is a literal operand (null equals only null); template refs never yield null, they
-  // yield MISSING, so a null claim fails the condition instead of comparing.
+  // `eq: null` is a literal operand; template refs never yield null, they yield MISSING, so a null
+  // claim makes the condition unknown instead of comparing.
   const eq = c.eq;
   if (eq !== undefined)
     add(
       operandOf('eq', () => compileValue(eq)),
-      (v, x) => v !== MISSING && deepEqual(v, x),
+      equals,
     );
   const ne = c.ne;
   if (ne !== undefined)
     add(
       operandOf('ne', () => compileValue(ne)),
-      (v, x) => hasValue(v) && !deepEqual(v, x),
+      (v, x) => not(equals(v, x)),
     );
   const inList = c.in;
   if (inList !== undefined) {
+    const types = declaredTypes(inList);
     add(
       operandOf('in', () => compileListOperand(inList)),
-      (v, list) => hasValue(v) && listContains(list, v),
+      (v, list) => memberOf(v, list, types),
     );
   }
   const notIn = c.notIn;
   if (notIn !== undefined) {
+    const types = declaredTypes(notIn);
     add(
       operandOf('notIn', () => compileListOperand(notIn)),
-      (v, list) => hasValue(v) && !listContains(list, v),
+      (v, list) => not(memberOf(v, list, types)),
     );
   }
   const glob = c.glob;
   if (glob !== undefined) {
-    const operand = operandOf('glob', () => {
-      try {
-        return compileGlobOperand(glob);
-      } catch (err) {
-        throw new Error(`invalid glob ${JSON.stringify(glob)}: ${(err as Error).message}`, { cause: err });
-      }
-    });
-    add(operand, (v, m) => typeof v === 'string' && (m as Matcher)(v));
+    add(
+      operandOf('glob', () => globOperand(glob)),
+      (v, m) => (typeof v === 'string' ? (m as Matcher)(v) : undefined),
+    );
+  }
+  const pathGlob = c.path;
+  if (pathGlob !== undefined) {
+    // The glob sees the path the server will open: `a/../b` is `b`. A value that is not an
+    // absolute path (relative, with a backslash or NUL, not a string) cannot be judged, nor one
+    // holding a percent-encoding (`%2e%2e`), which a server might decode.
+    add(
+      operandOf('path', () => globOperand(pathGlob)),
+      (v, m) => {
+        const path = typeof v === 'string' && !PERCENT_ENCODED.test(v) ? normalizeAbsolutePath(v) : null;
+        return path === null ? undefined : (m as Matcher)(path);
+      },
+    );
   }
   const regex = c.regex;
   if (regex !== undefined) {
@@ -450,9 +512,19 @@ function compileChecks(condition: ConditionConfig): Check[] {
         throw new Error(`invalid regular expression ${JSON.stringify(regex)}: ${(err as Error).message}`, { cause: err });
       }
     });
-    add(operand, (v, m) => typeof v === 'string' && (m as Matcher)(v));
+    add(operand, (v, m) => (typeof v === 'string' ? (m as Matcher)(v) : undefined));
   }
   return checks;
+}
+
+const PERCENT_ENCODED = /%[0-9A-Fa-f]{2}/;
+
+function globOperand(glob: string): Ref {
+  try {
+    return compileGlobOperand(glob);
+  } catch (err) {
+    throw new Error(`invalid glob ${JSON.stringify(glob)}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,21 +553,27 @@ export class CompiledWhen {
     return new CompiledWhen(conditions);
   }
 
-  /** True when every condition holds for these arguments and this caller. */
-  test(args: Readonly<Record<string, unknown>> | undefined, identity: Identity): boolean {
+  /**
+   * Whether the conditions hold for these arguments and this caller: true when every one does,
+   * false when one does not, otherwise undefined (one or more cannot be evaluated).
+   */
+  test(args: Readonly<Record<string, unknown>> | undefined, identity: Identity): Truth {
+    let truth: Truth = true;
     for (const condition of this.conditions) {
       const value = lookupPath(args, condition.path);
       for (const check of condition.checks) {
         const operand = check.operand(identity);
-        if (operand === MISSING || !check.holds(value, operand)) return false;
+        const holds = operand === MISSING ? undefined : check.holds(value, operand);
+        if (holds === false) return false;
+        if (holds === undefined) truth = undefined;
       }
     }
-    return true;
+    return truth;
   }
 
   /**
-   * Three-valued evaluation without arguments: false when the conditions are false for every
-   * possible argument (a template without a value for this caller), true when they might hold.
+   * Without arguments: false when the conditions cannot be true for any argument (a template
+   * without a value for this caller), true when they might be.
    */
   mayHold(identity: Identity): boolean {
     for (const condition of this.conditions) {

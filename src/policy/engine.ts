@@ -4,6 +4,8 @@
  *
  * Precedence, in order:
  *   1. a matching `forbid` rule in ANY applicable policy denies (not only a policy's first match);
+ *      (an allow rule matches when its conditions are true; a deny or forbid rule unless they are
+ *      false: conditions that cannot be evaluated make it apply, conditions.ts)
  *   2. otherwise the call is allowed if some applicable policy's FIRST matching rule is `allow`;
  *   3. otherwise it is denied: by the first policy whose first match is `deny`, else by default.
  *
@@ -158,15 +160,20 @@ export class PolicyEngine {
   /** The Decision for this caller calling this target with these arguments. */
   decide(identity: Identity, target: Target, args: Readonly<Record<string, unknown>> | undefined): Decision {
     const applicable = this.applicable(identity.roles);
-    // Forbid first: it beats every allow, in any policy and at any position.
+    // Forbid first: it beats every allow, in any policy and at any position. It applies unless its
+    // conditions are false: one that cannot be evaluated (a missing or mistyped argument) matches.
     for (const rule of applicable.forbids) {
-      if (targetMatches(rule, target) && (rule.when === null || rule.when.test(args, identity))) return rule.decision;
+      if (targetMatches(rule, target) && (rule.when === null || rule.when.test(args, identity) !== false)) return rule.decision;
     }
     let deny: Decision | null = null;
     for (const policy of applicable.policies) {
       for (const rule of policy.walk) {
         if (!targetMatches(rule, target)) continue;
-        if (rule.when !== null && !rule.when.test(args, identity)) continue;
+        if (rule.when !== null) {
+          // An allow needs its conditions true; a deny, like a forbid, applies unless they are false.
+          const truth = rule.when.test(args, identity);
+          if (rule.action === 'allow' ? truth !== true : truth === false) continue;
+        }
         if (rule.action === 'allow') return rule.decision;
         deny ??= rule.decision;
         break; // first match decides this policy

@@ -1,9 +1,11 @@
 /**
  * The authorize stage: asks the policy engine about the request's target and arguments, and
- * refuses with FORBIDDEN (naming the deciding rule) when it is not allowed.
+ * refuses with FORBIDDEN (naming the deciding rule) when it is not allowed. What the caller may
+ * never use is refused as if it did not exist, with the very answer a name that exists nowhere
+ * gets: a refusal must not tell a caller what is behind it (the audit row keeps the truth).
  */
 import { GATEWAY_SERVER_ID } from '../config/schema.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, unknownTarget, type TargetNoun } from '../errors.js';
 import type { CallContext } from '../pipeline/context.js';
 import { DONE, type Stage } from '../pipeline/compose.js';
 import type { Decision, Target } from './types.js';
@@ -11,21 +13,44 @@ import type { Identity } from '../identity/identity.js';
 
 export interface Decider {
   decide(identity: Identity, target: Target, args: Readonly<Record<string, unknown>> | undefined): Decision;
+  /** Whether some arguments could make `decide` allow the target (whether it is listed to the caller). */
+  mayAllow(identity: Identity, target: Target): boolean;
 }
 
 export function authorize(engine: Decider, separator: string): Stage<CallContext> {
+  /** The name as the agent knows it: `<server><sep><name>`, a gateway tool's own name, or a URI. */
+  const shownName = (ctx: CallContext) =>
+    ctx.request.askedAs ??
+    (ctx.kind === 'resource' || ctx.server === null || ctx.server === GATEWAY_SERVER_ID
+      ? ctx.name
+      : `${ctx.server}${separator}${ctx.name}`);
+
   return function authorize(ctx, next) {
-    // Nothing to authorize: an unknown name (refused later as UNKNOWN_TOOL) or an entry point.
-    if (ctx.server === null || ctx.request.entryPoint || !ctx.identity) return next();
-    const kind = ctx.kind === 'admin' ? 'tool' : ctx.kind;
-    const decision = engine.decide(ctx.identity, { server: ctx.server, kind, name: ctx.name }, ctx.arguments);
+    // A malformed request is refused by the forward stage (INVALID_ARGUMENTS); an entry point has
+    // no permission of its own (what it reaches is authorized by itself).
+    if (ctx.request.invalid !== undefined || ctx.request.entryPoint || !ctx.identity) return next();
+    const noun: TargetNoun = ctx.kind === 'admin' ? 'tool' : ctx.kind;
+    if (ctx.server === null) {
+      // Refused here, before the rate limit, like a target the caller may never see: the two
+      // must not differ even in the tokens they take.
+      ctx.fail(unknownTarget(noun, shownName(ctx)), 'route');
+      return DONE;
+    }
+    const target: Target = { server: ctx.server, kind: noun, name: ctx.name };
+    const decision = engine.decide(ctx.identity, target, ctx.arguments);
     ctx.decision = decision;
     if (!decision.allowed) {
-      const what =
-        ctx.kind === 'resource'
-          ? `read ${ctx.name}`
-          : `use ${kind} ${ctx.server === GATEWAY_SERVER_ID ? ctx.name : `${ctx.server}${separator}${ctx.name}`}`;
-      ctx.fail(new GatewayError('FORBIDDEN', `you may not ${what} (decided by ${decision.decidedBy})`, { decidedBy: decision.decidedBy }));
+      const name = shownName(ctx);
+      const what = ctx.kind === 'resource' ? `read ${name}` : `use ${noun} ${name}`;
+      const hidden = !engine.mayAllow(ctx.identity, target);
+      ctx.fail(
+        new GatewayError(
+          'FORBIDDEN',
+          `you may not ${what} (decided by ${decision.decidedBy})`,
+          { decidedBy: decision.decidedBy },
+          hidden ? unknownTarget(noun, name) : undefined,
+        ),
+      );
       return DONE;
     }
     return next();

@@ -10,6 +10,7 @@ import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { JsonLineReader, MAX_DEPTH, idOfInvalidLine, serializeMessage, type InvalidLine } from '../transport/json-lines.js';
 import { WriteBatcher } from '../transport/write-batcher.js';
 import type { GroupWatcher } from './reaper.js';
+import { resolveCommand } from './sandbox.js';
 
 export interface ChildSpawnOptions {
   readonly command: string;
@@ -24,6 +25,12 @@ export interface ChildSpawnOptions {
   readonly onInvalidLine: (invalid: InvalidLine) => void;
   /** Told when the child's process group starts and when it is gone (the reaper). */
   readonly groups?: GroupWatcher | undefined;
+  /**
+   * Runs the command isolated (sandbox.ts): given the command's absolute path and its args, the
+   * command line to spawn instead. The command is looked up first, so a missing one is still
+   * reported as ENOENT and not as a shell's exit code 127.
+   */
+  readonly isolate?: ((command: string, args: readonly string[]) => { command: string; args: string[] }) | undefined;
 }
 
 function isResponse(message: unknown): boolean {
@@ -90,7 +97,17 @@ export class ChildProcessTransport implements Transport {
   /** Spawns the child; rejects if it cannot be started (command not found, bad cwd). */
   start(): Promise<void> {
     if (this.child) throw new Error('ChildProcessTransport already started');
-    const { command, args, cwd, env } = this.options;
+    const { cwd, env, isolate } = this.options;
+    let { command, args } = this.options;
+    if (isolate) {
+      try {
+        ({ command, args } = isolate(resolveCommand(command, env['PATH'], cwd), args));
+      } catch (err) {
+        this.markExited({ code: null, signal: null });
+        this.finish();
+        return Promise.reject(err);
+      }
+    }
     return new Promise((resolve, reject) => {
       let spawned = false;
       const child = spawn(command, [...args], {
@@ -170,6 +187,18 @@ export class ChildProcessTransport implements Transport {
     if (await this.exitedWithin(graceMs)) return;
     this.signalGroup('SIGKILL');
     await this.exitedWithin(graceMs);
+  }
+
+  /**
+   * Stops reading the child's stdout (backpressure: the child blocks on a full pipe) until
+   * `resumeOutput`. Messages already read are still delivered.
+   */
+  pauseOutput(): void {
+    this.child?.stdout?.pause();
+  }
+
+  resumeOutput(): void {
+    this.child?.stdout?.resume();
   }
 
   /** Sends a signal to the child's whole process group; synchronous, safe to call at exit. */

@@ -4,6 +4,7 @@
  * too many restarts, and stopped with its whole process group.
  */
 import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
@@ -25,6 +26,8 @@ import { ChildProcessTransport, type ExitInfo } from './child-transport.js';
 import type { GroupWatcher } from './reaper.js';
 import type { CatalogCache } from '../store/catalog.js';
 import { childEnvironment } from './env.js';
+import { normalizeResourceUri } from '../policy/uri.js';
+import { knownSandboxSupport, sandboxSupport, type Isolation } from './sandbox.js';
 import { StderrTail } from './stderr-tail.js';
 
 export type ChildState = 'idle' | 'starting' | 'ready' | 'restarting' | 'failed' | 'stopped';
@@ -41,8 +44,18 @@ export interface Catalog {
   readonly resourceTemplates: readonly RawTemplate[];
   /** Tools left out of the lists, with the reason (shown by server_status). */
   readonly excludedTools: readonly { readonly name: string; readonly reason: string }[];
+  /** Listed name → entry. Names are listed redacted: a name may hold a secret as well as a description can. */
   readonly toolsByName: ReadonlyMap<string, RawEntry>;
   readonly promptsByName: ReadonlyMap<string, RawEntry>;
+  /**
+   * Listed resources by their normalised URI (policy/uri.ts), the form requests are routed and
+   * decided on; a listed URI that cannot be normalised is not readable through the gateway.
+   */
+  readonly resourcesByUri: ReadonlyMap<string, RawResource>;
+  /** The server's own name or URI for each listed one that redaction changed (see `upstream`). */
+  readonly upstreamNames: ReadonlyMap<string, string>;
+  /** Why part of the catalog was left out (over limits.maxCatalogEntries or maxCatalogBytes), or null. */
+  readonly limited: string | null;
 }
 
 export const EMPTY_CATALOG: Catalog = Object.freeze({
@@ -53,7 +66,24 @@ export const EMPTY_CATALOG: Catalog = Object.freeze({
   excludedTools: [],
   toolsByName: new Map(),
   promptsByName: new Map(),
+  resourcesByUri: new Map(),
+  upstreamNames: new Map(),
+  limited: null,
 });
+
+/**
+ * The name or URI a server knows for one of its listed tools, prompts, resources (by normalised
+ * URI) or templates; a name it did not list (a URI a template matched) is its own.
+ */
+export function upstream(catalog: Catalog, kind: 'tool' | 'prompt' | 'resource' | 'template', listed: string): string {
+  return catalog.upstreamNames.get(`${kind}:${listed}`) ?? listed;
+}
+
+/** Limits on what one server's catalog may hold (limits.maxCatalogEntries, maxCatalogBytes). */
+export interface CatalogLimits {
+  readonly maxCatalogEntries: number;
+  readonly maxCatalogBytes: number;
+}
 
 /** What a child may ask of the agent, relayed by the front (sampling, elicitation, roots). */
 export type ChildRequestRelay = (
@@ -112,6 +142,9 @@ export class ChildServer {
   private readonly fingerprint: string;
   /** A lazy server's catalog from an earlier run, listed until it starts. */
   private remembered: Catalog | null = null;
+  /** Notifications for the agent dropped because the agent was not reading them fast enough. */
+  private dropped = 0;
+  private warnedUnisolated = false;
 
   constructor(
     readonly config: ServerConfig,
@@ -125,13 +158,16 @@ export class ChildServer {
       readonly groups?: GroupWatcher | undefined;
       /** Remembers the catalog between runs, so a lazy server is listed before it starts. */
       readonly catalogCache?: CatalogCache | undefined;
+      readonly limits?: CatalogLimits | undefined;
+      /** Files a sandboxed child must not see (the database and its side files). */
+      readonly hiddenFiles?: readonly string[] | undefined;
     },
   ) {
     this.id = config.id;
     this.stateValue = 'idle';
     this.restarts = new RestartTracker(config.restart);
     this.log = options.logger.scoped(`server:${config.id}`);
-    this.stderr = new StderrTail(50, (line) => this.log.info(`stderr: ${line}`));
+    this.stderr = new StderrTail(50, (line) => this.log.info(`stderr: ${line}`), undefined, undefined, options.redactor);
     this.fingerprint = fingerprintOf(config);
     if (config.start === 'lazy') this.remembered = this.loadRemembered();
   }
@@ -158,6 +194,29 @@ export class ChildServer {
   /** The child's declared capabilities (after it is ready). */
   get serverCapabilities(): ServerCapabilities | undefined {
     return this.conn?.client.getServerCapabilities();
+  }
+
+  /** The isolation this server's process has, or, before it starts, would get. */
+  get isolation(): Isolation {
+    if (this.config.sandbox === 'none') return { mode: 'none', reason: 'sandbox: none in the config' };
+    return knownSandboxSupport()?.isolation ?? { mode: 'none', reason: 'not known until the server first starts' };
+  }
+
+  /** Counts a notification of this server that the front dropped (the agent was not keeping up). */
+  noteDropped(): void {
+    this.dropped++;
+  }
+
+  /**
+   * Stops reading what the server writes until `resumeOutput` (or a restart): a server that
+   * sends faster than the agent reads is slowed down by its own pipe, not buffered for.
+   */
+  pauseOutput(): void {
+    this.conn?.transport.pauseOutput();
+  }
+
+  resumeOutput(): void {
+    this.conn?.transport.resumeOutput();
   }
 
   /** Sets the capabilities the child-facing client declares: those the agent declared. */
@@ -246,6 +305,9 @@ export class ChildServer {
       resources: this.catalogValue.resources.length,
       resourceTemplates: this.catalogValue.resourceTemplates.length,
       excludedTools: this.catalogValue.excludedTools,
+      catalogLimited: this.catalogValue.limited,
+      isolation: this.isolation,
+      droppedNotifications: this.dropped,
       stderrTail: this.stderr.snapshot().map((l) => r.text(l)),
     };
   }
@@ -266,11 +328,30 @@ export class ChildServer {
 
   private async connect(): Promise<void> {
     this.setState('starting');
+    const env = childEnvironment(this.config, this.options.parentEnv);
+    let isolate: ConstructorParameters<typeof ChildProcessTransport>[0]['isolate'];
+    if (this.config.sandbox !== 'none') {
+      const support = await sandboxSupport();
+      const wrap = support.wrap;
+      if (wrap) {
+        const options = { hide: this.options.hiddenFiles ?? [], keepPwd: 'PWD' in env };
+        isolate = (command, args) => wrap(command, args, options);
+      } else if (this.config.sandbox === 'required') {
+        this.lastErrorValue = `sandbox: required, but ${support.isolation.reason}`;
+        this.log.error(`not started: ${this.lastErrorValue}`);
+        this.setState('failed');
+        throw new Error(this.lastErrorValue);
+      } else if (!this.warnedUnisolated) {
+        this.warnedUnisolated = true;
+        this.log.warn(`runs without isolation (sandbox: auto): ${support.isolation.reason}`);
+      }
+    }
     const transport = new ChildProcessTransport({
+      isolate,
       command: this.config.command,
       args: this.config.args,
       cwd: this.config.cwd ?? process.cwd(),
-      env: childEnvironment(this.config, this.options.parentEnv),
+      env,
       maxMessageBytes: this.options.maxMessageBytes,
       onStderr: (chunk) => this.stderr.push(chunk),
       groups: this.options.groups,
@@ -371,6 +452,11 @@ export class ChildServer {
 
   private async fetchCatalog(conn: Connection, timeout: number): Promise<Catalog> {
     const caps = conn.client.getServerCapabilities() ?? {};
+    const limits = this.options.limits ?? { maxCatalogEntries: Number.POSITIVE_INFINITY, maxCatalogBytes: Number.POSITIVE_INFINITY };
+    // One byte budget for the whole catalog: a server cannot make the gateway hold more than
+    // limits.maxCatalogBytes of it, however many pages it sends.
+    let bytes = 0;
+    const cut: string[] = [];
     const list = async <T>(method: string, key: string): Promise<T[]> => {
       const items: T[] = [];
       let cursor: string | undefined;
@@ -380,7 +466,21 @@ export class ChildServer {
         });
         const entries = result[key];
         if (!Array.isArray(entries)) throw new Error(`${method} answered without a "${key}" list`);
-        items.push(...(entries as T[]));
+        for (const entry of entries as T[]) {
+          const size = JSON.stringify(entry)?.length ?? 0;
+          if (items.length >= limits.maxCatalogEntries || bytes + size > limits.maxCatalogBytes) {
+            cut.push(
+              `${method}: kept the first ${items.length} entries; the rest are over ` +
+                (items.length >= limits.maxCatalogEntries
+                  ? `limits.maxCatalogEntries (${limits.maxCatalogEntries})`
+                  : `limits.maxCatalogBytes (${limits.maxCatalogBytes} bytes for the whole catalog)`) +
+                ' and are neither listed nor callable',
+            );
+            return items;
+          }
+          bytes += size;
+          items.push(entry);
+        }
         const next = result['nextCursor'];
         if (typeof next !== 'string' || next === '' || next === cursor) return items;
         cursor = next;
@@ -393,15 +493,16 @@ export class ChildServer {
       caps.resources ? list<RawResource>('resources/list', 'resources') : [],
       caps.resources ? list<RawTemplate>('resources/templates/list', 'resourceTemplates').catch(() => []) : [],
     ]);
-    // A description or schema can hold a secret as well as a result can; the names that route
-    // requests are kept exactly.
-    const r = this.options.redactor;
-    return buildCatalog(
-      allTools.map((t) => ({ ...r.value(t), name: t?.name })),
-      prompts.map((p) => ({ ...r.value(p), name: p?.name })),
-      resources.map((x) => ({ ...r.value(x), uri: x?.uri })),
-      resourceTemplates.map((x) => ({ ...r.value(x), uriTemplate: x?.uriTemplate })),
+    const catalog = buildCatalog(
+      allTools,
+      prompts,
+      resources,
+      resourceTemplates,
+      this.options.redactor,
+      cut.length > 0 ? cut.join('; ') : null,
     );
+    if (catalog.limited) this.log.warn(`catalog cut: ${catalog.limited}`);
+    return catalog;
   }
 
   /** Saves the catalog for the next run (lazy servers are listed from it before they start). */
@@ -421,7 +522,15 @@ export class ChildServer {
       const saved = this.options.catalogCache?.load(this.id, this.fingerprint) as
         { tools?: RawEntry[]; prompts?: RawEntry[]; resources?: RawResource[]; resourceTemplates?: RawTemplate[] } | undefined;
       if (!saved || !Array.isArray(saved.tools)) return null;
-      return buildCatalog(saved.tools, saved.prompts ?? [], saved.resources ?? [], saved.resourceTemplates ?? []);
+      // Saved as listed (redacted); redacted again in case a secret changed since.
+      return buildCatalog(
+        saved.tools,
+        saved.prompts ?? [],
+        saved.resources ?? [],
+        saved.resourceTemplates ?? [],
+        this.options.redactor,
+        null,
+      );
     } catch {
       return null;
     }
@@ -436,6 +545,8 @@ export class ChildServer {
 
   /** The current connection ended: record why, drop the catalog, and restart or give up. */
   private afterExit(): void {
+    // Its last stderr lines are logged now, not when the tail's hold runs out.
+    this.stderr.flush();
     const exit = this.conn?.transport.exit;
     if (exit) {
       this.lastExit = { ...exit, at: new Date().toISOString() };
@@ -539,13 +650,23 @@ export interface ChildStatus {
   readonly resources: number;
   readonly resourceTemplates: number;
   readonly excludedTools: readonly { readonly name: string; readonly reason: string }[];
+  readonly catalogLimited: string | null;
+  readonly isolation: Isolation;
+  /** Notifications for the agent dropped while it was not reading (the server is then paused until it does). */
+  readonly droppedNotifications: number;
   readonly stderrTail: readonly string[];
 }
 
 export function describeExit(exit: ExitInfo | null): string {
   if (!exit) return 'connection closed';
   if (exit.signal) return `killed by ${exit.signal}`;
-  return `exit code ${exit.code}`;
+  // A sandboxed server killed by a signal is reported by its init as 128 + the signal number.
+  const signal = exit.code !== null && exit.code > 128 ? signalName(exit.code - 128) : undefined;
+  return signal ? `exit code ${exit.code} (128 + ${signal})` : `exit code ${exit.code}`;
+}
+
+function signalName(n: number): string | undefined {
+  return Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0];
 }
 
 function describeStartError(err: unknown, transport: ChildProcessTransport, timeoutMs: number, cwd: string | undefined): string {
@@ -562,14 +683,35 @@ function describeStartError(err: unknown, transport: ChildProcessTransport, time
   return (err as Error)?.message ?? String(err);
 }
 
-/** The catalog of the lists a server answered: unusable and task-only tools set aside, with the reason. */
-function buildCatalog(allTools: RawEntry[], prompts: RawEntry[], resources: RawResource[], resourceTemplates: RawTemplate[]): Catalog {
+/**
+ * The catalog of the lists a server answered, as the agent will see it: every entry redacted,
+ * names and URIs included (the server's own name is kept in `upstreamNames` to forward calls);
+ * unusable and task-only tools set aside, with the reason.
+ */
+function buildCatalog(
+  allTools: readonly RawEntry[],
+  prompts: readonly RawEntry[],
+  resources: readonly RawResource[],
+  resourceTemplates: readonly RawTemplate[],
+  redactor: Redactor,
+  limited: string | null,
+): Catalog {
+  const upstreamNames = new Map<string, string>();
+  /** The entry as listed, or null when its name (or URI) is not a string. */
+  const listed = <T extends Record<string, unknown>>(kind: string, field: string, entry: T): T | null => {
+    const own = entry?.[field];
+    if (typeof own !== 'string') return null;
+    const shown = redactor.value(entry);
+    if (shown[field] !== own) upstreamNames.set(`${kind}:${shown[field] as string}`, own);
+    return shown;
+  };
   const tools: RawEntry[] = [];
   const excludedTools: { name: string; reason: string }[] = [];
   const seen = new Set<string>();
-  for (const tool of allTools) {
-    if (typeof tool?.name !== 'string' || tool.name === '') {
-      excludedTools.push({ name: String(tool?.name ?? '(no name)'), reason: 'the entry has no name' });
+  for (const raw of allTools) {
+    const tool = listed('tool', 'name', raw);
+    if (tool === null || tool.name === '') {
+      excludedTools.push({ name: redactor.text(String(raw?.name ?? '(no name)')), reason: 'the entry has no name' });
     } else if (seen.has(tool.name)) {
       excludedTools.push({ name: tool.name, reason: 'listed twice by the server; the first entry is used' });
     } else if ((tool['execution'] as { taskSupport?: unknown } | undefined)?.taskSupport === 'required') {
@@ -582,15 +724,30 @@ function buildCatalog(allTools: RawEntry[], prompts: RawEntry[], resources: RawR
       tools.push(tool);
     }
   }
-  const namedPrompts = prompts.filter((p) => typeof p?.name === 'string');
+  const namedPrompts = prompts.map((p) => listed('prompt', 'name', p)).filter((p) => p !== null);
+  const resourcesByUri = new Map<string, RawResource>();
+  const listedResources: RawResource[] = [];
+  for (const raw of resources) {
+    const own = raw?.uri;
+    if (typeof own !== 'string') continue;
+    const shown = redactor.value(raw);
+    const normal = normalizeResourceUri(shown.uri);
+    if (!normal.ok || resourcesByUri.has(normal.uri)) continue;
+    resourcesByUri.set(normal.uri, shown);
+    listedResources.push(shown);
+    if (normal.uri !== own) upstreamNames.set(`resource:${normal.uri}`, own);
+  }
   return Object.freeze({
     tools,
     prompts: namedPrompts,
-    resources: resources.filter((r) => typeof r?.uri === 'string'),
-    resourceTemplates: resourceTemplates.filter((t) => typeof t?.uriTemplate === 'string'),
+    resources: listedResources,
+    resourceTemplates: resourceTemplates.map((t) => listed('template', 'uriTemplate', t)).filter((t) => t !== null),
     excludedTools,
     toolsByName: new Map(tools.map((t) => [t.name, t])),
     promptsByName: new Map(namedPrompts.map((p) => [p.name, p])),
+    resourcesByUri,
+    upstreamNames,
+    limited,
   });
 }
 

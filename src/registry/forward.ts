@@ -1,11 +1,13 @@
 /**
  * The innermost stage: sends an authorized, admitted request to its child server (or to the
- * gateway's own tools) and puts the redacted answer on the context.
+ * gateway's own tools) and puts the redacted answer on the context. Every request that reaches a
+ * child comes through here: calls, prompts, reads, subscriptions and completions alike.
  */
-import { GatewayError } from '../errors.js';
+import { GatewayError, unknownTarget } from '../errors.js';
 import type { CallContext, ResultObject } from '../pipeline/context.js';
 import type { Stage } from '../pipeline/compose.js';
 import type { Redactor } from '../secrets/redactor.js';
+import { upstream } from './child.js';
 import type { Registry } from './registry.js';
 import type { ArgumentValidator } from './validate.js';
 
@@ -19,54 +21,74 @@ export interface ForwardOptions {
   readonly admin: AdminHandler;
 }
 
+const NO_COMPLETION: ResultObject = Object.freeze({ completion: Object.freeze({ values: [], hasMore: false }) });
+
 export function forward({ registry, validator, redactor, admin }: ForwardOptions): Stage<CallContext> {
   return async function forward(ctx) {
-    const { server, kind, name, progressToken, invalid } = ctx.request;
+    const { server, kind, name, method, progressToken, invalid } = ctx.request;
     // Refusals before any server is involved are decided by routing (audit `decided_by`).
     if (invalid !== undefined) {
       ctx.fail(new GatewayError('INVALID_ARGUMENTS', `the request is malformed: ${invalid}`), 'route');
       return;
     }
     if (server === null) {
-      ctx.fail(new GatewayError('UNKNOWN_TOOL', `no server offers "${name}"; list_tools shows what you can call`, { tool: name }), 'route');
+      ctx.fail(unknownTarget(kind === 'admin' ? 'tool' : kind, name), 'route');
       return;
     }
     if (kind === 'admin') {
-      ctx.result = await admin(ctx);
+      ctx.result = await (ctx.request.run ?? (() => admin(ctx)))();
       return;
     }
     const child = registry.get(server);
-    if (!child) throw new GatewayError('UNKNOWN_TOOL', `no server "${server}"`, { server });
+    if (!child) throw unknownTarget(kind, name);
+    // A child not running holds no subscription: nothing to end there.
+    if (method === 'resources/unsubscribe' && child.state !== 'ready') {
+      ctx.result = {};
+      return;
+    }
     if (child.state !== 'ready') await child.ready();
+    const catalog = child.catalog;
 
-    let method: string;
     let params: Record<string, unknown>;
-    switch (kind) {
-      case 'tool': {
-        const tool = child.catalog.toolsByName.get(name);
-        if (!tool) {
-          throw new GatewayError('UNKNOWN_TOOL', `server "${server}" has no tool "${name}"; list_tools shows what you can call`, {
+    switch (method) {
+      case 'tools/call': {
+        const tool = catalog.toolsByName.get(name);
+        if (!tool) throw unknownTarget('tool', registry.exposedName(server, name));
+        validator.check(server, tool, ctx.arguments);
+        const own = upstream(catalog, 'tool', name);
+        params = ctx.arguments === undefined ? { name: own } : { name: own, arguments: ctx.arguments };
+        break;
+      }
+      case 'prompts/get': {
+        if (!catalog.promptsByName.has(name)) throw unknownTarget('prompt', registry.exposedName(server, name));
+        const own = upstream(catalog, 'prompt', name);
+        params = ctx.arguments === undefined ? { name: own } : { name: own, arguments: ctx.arguments };
+        break;
+      }
+      case 'resources/read':
+      case 'resources/subscribe':
+      case 'resources/unsubscribe':
+        if (method !== 'resources/read' && !child.serverCapabilities?.resources?.subscribe) {
+          throw new GatewayError('UPSTREAM_ERROR', `server "${server}" does not support resource subscriptions`, {
             server,
-            tool: name,
+            upstreamCode: -32601,
           });
         }
-        validator.check(server, tool, ctx.arguments);
-        method = 'tools/call';
-        params = ctx.arguments === undefined ? { name } : { name, arguments: ctx.arguments };
+        params = { uri: upstream(catalog, 'resource', name) };
         break;
-      }
-      case 'prompt': {
-        if (!child.catalog.promptsByName.has(name)) {
-          throw new GatewayError('UNKNOWN_TOOL', `server "${server}" has no prompt "${name}"`, { server, prompt: name });
+      case 'completion/complete': {
+        // Answered here when the server cannot complete: an empty completion, as MCP asks.
+        if (!child.serverCapabilities?.completions) {
+          ctx.result = NO_COMPLETION;
+          return;
         }
-        method = 'prompts/get';
-        params = ctx.arguments === undefined ? { name } : { name, arguments: ctx.arguments };
+        const ref = ctx.request.params?.['ref'] as Record<string, unknown>;
+        const own = kind === 'prompt' ? { ...ref, name: upstream(catalog, 'prompt', name) } : ref;
+        params = { ...ctx.request.params, ref: own };
         break;
       }
-      case 'resource':
-        method = 'resources/read';
-        params = { uri: name };
-        break;
+      default:
+        throw new Error(`forward: no route for ${method}`);
     }
     if (ctx.request.meta) params['_meta'] = ctx.request.meta;
 

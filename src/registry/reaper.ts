@@ -41,7 +41,13 @@ export class Reaper implements GroupWatcher {
   static start(log: Logger): Reaper | null {
     if (process.platform === 'win32') return null;
     try {
-      const child = spawn('/bin/sh', ['-c', SCRIPT], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+      // A minimal environment: the reaper needs kill, sed and sleep, and none of the gateway's
+      // secrets (a child that could see it must find nothing in its environment).
+      const child = spawn('/bin/sh', ['-c', SCRIPT], {
+        detached: true,
+        stdio: ['pipe', 'ignore', 'ignore'],
+        env: { PATH: '/usr/bin:/bin' },
+      });
       child.on('error', (err) => log.warn(`reaper unavailable: ${err.message}`));
       child.stdin!.on('error', () => {});
       // Neither the process nor its pipe keeps the gateway's event loop alive.

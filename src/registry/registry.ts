@@ -6,7 +6,18 @@ import type { ClientCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import type { GatewayConfig, ServerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Redactor } from '../secrets/redactor.js';
-import { ChildServer, type ChildHooks, type ChildStatus, type RawEntry } from './child.js';
+import {
+  ChildServer,
+  upstream,
+  type Catalog,
+  type ChildHooks,
+  type ChildStatus,
+  type RawEntry,
+  type RawResource,
+  type RawTemplate,
+} from './child.js';
+import { sandboxSupport } from './sandbox.js';
+import { compileUriTemplate, type UriTemplateMatcher } from './uri-template.js';
 import type { GroupWatcher } from './reaper.js';
 import type { CatalogCache } from '../store/catalog.js';
 
@@ -34,9 +45,13 @@ export class Registry {
   private readonly disabled: ServerConfig[] = [];
   private readonly separator: string;
   private started = false;
+  /** Compiled templates, per catalog entry: they go with the catalog that listed them. */
+  private readonly templates = new WeakMap<RawTemplate, UriTemplateMatcher | null>();
 
   constructor(config: GatewayConfig, options: RegistryOptions) {
     this.separator = config.naming.separator;
+    // Probed now, so that even a server not started yet shows the isolation it will get.
+    if (config.servers.some((s) => s.enabled && s.sandbox !== 'none')) void sandboxSupport();
     for (const server of config.servers) {
       if (!server.enabled) {
         this.disabled.push(server);
@@ -52,6 +67,8 @@ export class Registry {
           ...(options.parentEnv ? { parentEnv: options.parentEnv } : {}),
           groups: options.groups,
           catalogCache: options.catalogCache,
+          limits: config.limits,
+          hiddenFiles: databaseFiles(config.database),
         }),
       );
     }
@@ -127,11 +144,85 @@ export class Registry {
     return this.entries((c) => c.catalog.prompts);
   }
 
+  /**
+   * Every listed resource as [normalised URI, entry, server], each URI once: one that two servers
+   * list is served by the first in config order, so its entry is the one listed.
+   */
+  *listedResources(): Generator<[string, RawResource, string]> {
+    const seen = new Set<string>();
+    for (const child of this.children.values()) {
+      for (const [uri, entry] of child.catalog.resourcesByUri) {
+        if (seen.has(uri)) continue;
+        seen.add(uri);
+        yield [uri, entry, child.id];
+      }
+    }
+  }
+
+  /** Every template as [entry, server], each template text once (served by the first in config order). */
+  *listedTemplates(): Generator<[RawTemplate, string]> {
+    const seen = new Set<string>();
+    for (const child of this.children.values()) {
+      for (const template of child.catalog.resourceTemplates) {
+        if (seen.has(template.uriTemplate)) continue;
+        seen.add(template.uriTemplate);
+        yield [template, child.id];
+      }
+    }
+  }
+
   /** Servers that offer a tool with this (unprefixed) name. */
   serversWithTool(name: string): string[] {
     return this.all()
       .filter((c) => c.catalog.tools.some((t) => t.name === name))
       .map((c) => c.id);
+  }
+
+  /**
+   * The server that serves a resource URI (normalised, policy/uri.ts): the first server in config
+   * order that lists it or has a template matching it; else, for a URI nothing names, the one
+   * server whose URIs use its scheme (servers serve URIs they do not list). Config order decides
+   * every case, so a later server cannot take over an earlier one's URIs.
+   */
+  resourceOwner(uri: string): string | null {
+    for (const child of this.children.values()) {
+      const catalog = child.catalog;
+      if (catalog.resourcesByUri.has(uri) || catalog.resourceTemplates.some((t) => this.matches(catalog, t, uri))) return child.id;
+    }
+    return this.schemeOwner(uri);
+  }
+
+  /** The server a completion's `ref/resource` names: the first with that template, or one matching it. */
+  templateOwner(uri: string): string | null {
+    for (const child of this.children.values()) {
+      const catalog = child.catalog;
+      if (catalog.resourceTemplates.some((t) => t.uriTemplate === uri || this.matches(catalog, t, uri))) return child.id;
+    }
+    return null;
+  }
+
+  /**
+   * URIs more than one server claims (a listed URI another server lists or matches by template, or
+   * one template text offered twice), with the servers in config order and the one that serves it.
+   */
+  uriConflicts(): { uri: string; servers: string[]; servedBy: string }[] {
+    const found = new Map<string, string[]>();
+    const children = this.all();
+    for (const child of children) {
+      for (const uri of child.catalog.resourcesByUri.keys()) {
+        if (found.has(uri)) continue;
+        const claimers = children
+          .filter((c) => c.catalog.resourcesByUri.has(uri) || c.catalog.resourceTemplates.some((t) => this.matches(c.catalog, t, uri)))
+          .map((c) => c.id);
+        if (claimers.length > 1) found.set(uri, claimers);
+      }
+      for (const t of child.catalog.resourceTemplates) {
+        if (found.has(t.uriTemplate)) continue;
+        const claimers = children.filter((c) => c.catalog.resourceTemplates.some((o) => o.uriTemplate === t.uriTemplate)).map((c) => c.id);
+        if (claimers.length > 1) found.set(t.uriTemplate, claimers);
+      }
+    }
+    return [...found].map(([uri, servers]) => ({ uri, servers, servedBy: servers[0]! }));
   }
 
   status(): ChildStatus[] {
@@ -148,6 +239,28 @@ export class Registry {
     for (const child of this.children.values()) child.killNow();
   }
 
+  /** A URI no list names, whose scheme only one server uses. */
+  private schemeOwner(uri: string): string | null {
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(uri)?.[1]?.toLowerCase();
+    if (!scheme) return null;
+    const prefix = `${scheme}:`;
+    const uses = (text: string) => text.slice(0, prefix.length).toLowerCase() === prefix;
+    const owners = this.all().filter(
+      (c) => [...c.catalog.resourcesByUri.keys()].some(uses) || c.catalog.resourceTemplates.some((t) => uses(t.uriTemplate)),
+    );
+    return owners.length === 1 ? owners[0]!.id : null;
+  }
+
+  /** Whether a server's template matches `uri`, matched on the server's own template text in linear time. */
+  private matches(catalog: Catalog, template: RawTemplate, uri: string): boolean {
+    let matcher = this.templates.get(template);
+    if (matcher === undefined) {
+      matcher = compileUriTemplate(upstream(catalog, 'template', template.uriTemplate));
+      this.templates.set(template, matcher);
+    }
+    return matcher !== null && matcher(uri);
+  }
+
   private entries(pick: (c: ChildServer) => readonly RawEntry[]): NamedEntry[] {
     const out: NamedEntry[] = [];
     for (const child of this.children.values()) {
@@ -157,4 +270,10 @@ export class Registry {
     }
     return out;
   }
+}
+
+/** The database and the files SQLite and the recorder keep beside it: what no child may read. */
+function databaseFiles(database: string): string[] {
+  if (database === ':memory:') return [];
+  return ['', '-wal', '-shm', '-journal', '-reserve'].map((suffix) => `${database}${suffix}`);
 }

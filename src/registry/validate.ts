@@ -8,6 +8,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
+import { ajvRegExpEngine } from '../config/safe-regex.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RawEntry } from './child.js';
@@ -60,7 +61,15 @@ export class ArgumentValidator {
   private engine(dialect: Dialect): Ajv {
     let ajv = this.engines.get(dialect);
     if (!ajv) {
-      const options = { strict: false, allErrors: false, validateSchema: false, validateFormats: true } as const;
+      // Patterns come from the child's schema and inputs from the agent: a backtracking engine
+      // would let `"pattern": "^(a|a)*$"` freeze the gateway, so they run in linear time (RE2).
+      const options = {
+        strict: false,
+        allErrors: false,
+        validateSchema: false,
+        validateFormats: true,
+        code: { regExp: ajvRegExpEngine },
+      } as const;
       ajv = dialect === '2020-12' ? new Ajv2020(options) : dialect === '2019-09' ? new Ajv2019(options) : new Ajv(options);
       addFormats(ajv);
       this.engines.set(dialect, ajv);

@@ -4,7 +4,7 @@
  * writers queue instead of failing. The schema is versioned with `PRAGMA user_version`.
  */
 import Database from 'better-sqlite3';
-import { chmodSync, existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 export type Db = Database.Database;
@@ -87,6 +87,11 @@ const MIGRATIONS: readonly string[] = [
     updated_at   TEXT NOT NULL
   );
   `,
+  // 2: the JSON-RPC method of each audited request, and its _meta (redacted)
+  `
+  ALTER TABLE audit_log ADD COLUMN method TEXT;
+  ALTER TABLE audit_log ADD COLUMN meta TEXT;
+  `,
 ];
 
 export interface OpenOptions {
@@ -106,13 +111,14 @@ export function openDatabase(file: string, options: OpenOptions = {}): Db {
     const dir = path.dirname(file);
     if (!existsSync(dir)) throw new StoreError(file, `folder ${dir} does not exist`);
   }
-  const isNew = file !== ':memory:' && !existsSync(file);
   let db: Db;
   try {
+    // Keys, audited arguments and usage: readable and writable by the gateway's user only, from
+    // the first byte (created here with 0600, not by SQLite with 0644 and changed afterwards: a
+    // descriptor opened in between would keep reading). SQLite gives the -wal and -shm files the
+    // database file's mode. An empty file is a valid new database.
+    if (file !== ':memory:' && !options.readonly) createPrivate(file);
     db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false, timeout: 10_000 });
-    // Keys, audited arguments and usage: readable and writable by the gateway's user only.
-    // SQLite gives the -wal and -shm files the database file's mode.
-    if (isNew) chmodSync(file, 0o600);
   } catch (err) {
     throw new StoreError(file, `cannot be opened (${(err as Error).message})`);
   }
@@ -159,4 +165,13 @@ function migrate(db: Db, from: number): void {
       db.pragma(`user_version = ${v + 1}`);
     }
   }).immediate();
+}
+
+/** Creates `file` with mode 0600 unless it exists (O_EXCL: never through a planted symlink). */
+export function createPrivate(file: string): void {
+  try {
+    closeSync(openSync(file, 'wx', 0o600));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
 }

@@ -286,11 +286,11 @@ describe('audit log, stats, export', () => {
     const text = readFileSync(out, 'utf8');
     expect(
       text.startsWith(
-        'seq,ts,consumer_id,key_id,auth_method,roles,server,kind,name,arguments,result,status,error,latency_ms,decided_by,prev_hash,hash\r\n',
+        'seq,ts,consumer_id,key_id,auth_method,roles,server,kind,name,arguments,result,status,error,latency_ms,decided_by,prev_hash,hash,method,meta\r\n',
       ),
     ).toBe(true);
-    // Each record ends with its hash; fields holding newlines are quoted, so count hashes.
-    expect(text.match(/,[0-9a-f]{64}\r\n/g)).toHaveLength(30);
+    // Each record holds its prev_hash and hash side by side; fields holding newlines are quoted, so count those.
+    expect(text.match(/,[0-9a-f]{64},[0-9a-f]{64},/g)).toHaveLength(30);
     expect(text).toContain('"{""q"":""issue 1"",""note"":""commas, \\""quotes\\""\\nand a newline""}"');
 
     const since = await cli(['audit', 'export', '--config', g.config, '--since', iso(BASE + 25 * 60_000)]);
@@ -421,7 +421,8 @@ describe('gateway tools', () => {
       expect((await call(self, 'usage', { consumerId: 'ana' })).isError).toBeFalsy();
       expect(errorCode(await call(self, 'usage', { consumerId: 'tester' }))).toBe('FORBIDDEN');
       expect(errorCode(await call(self, 'usage', {}))).toBe('FORBIDDEN');
-      expect(errorCode(await call(self, 'audit_log', {}))).toBe('FORBIDDEN');
+      // A tool it may never use is answered as one that does not exist.
+      expect(errorCode(await call(self, 'audit_log', {}))).toBe('UNKNOWN_TOOL');
     } finally {
       await self.close();
     }

@@ -222,8 +222,8 @@ describe('every outcome is one row', () => {
     expect(failed['isError']).toBe(true);
     expect(errorCode(failed)).toBeUndefined();
     expected.push({ status: 'error', server: 'echo', name: 'fail', decided: allowed, error: /^it failed on purpose$/ });
-    // denied: a forbid rule beats the allow
-    expect(errorCode(await call(gw.client, 'echo__throw', { message: 'x' }))).toBe('FORBIDDEN');
+    // denied: a forbid rule beats the allow (a tool never allowed is answered as unknown; the row says why)
+    expect(errorCode(await call(gw.client, 'echo__throw', { message: 'x' }))).toBe('UNKNOWN_TOOL');
     expected.push({ status: 'denied', server: 'echo', name: 'throw', decided: 'no-throw#0', error: /FORBIDDEN/ });
     // rate_limited: the rule's bucket holds one call a minute
     expect(textOf(await call(gw.client, 'echo__add', { a: 1, b: 2 }))).toBe('3');

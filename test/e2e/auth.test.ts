@@ -193,10 +193,10 @@ describe('reader vs admin against server-everything', () => {
     expect(echoed['isError']).not.toBe(true);
     expect(JSON.stringify(echoed['content'])).toContain('hi reader');
 
-    // Every tool not listed is refused, by any route.
-    for (const name of notAllowed) expect(errorCode(await call(gw.client, name, {}))).toBe('FORBIDDEN');
-    expect(errorCode(await call(gw.client, 'call', { tool: notAllowed[0]!, arguments: {} }))).toBe('FORBIDDEN');
-    for (const name of ADMIN_ONLY_GATEWAY_TOOLS) expect(errorCode(await call(gw.client, name, {}))).toBe('FORBIDDEN');
+    // Every tool not listed is refused, by any route, as if it did not exist (no existence oracle).
+    for (const name of notAllowed) expect(errorCode(await call(gw.client, name, {}))).toBe('UNKNOWN_TOOL');
+    expect(errorCode(await call(gw.client, 'call', { tool: notAllowed[0]!, arguments: {} }))).toBe('UNKNOWN_TOOL');
+    for (const name of ADMIN_ONLY_GATEWAY_TOOLS) expect(errorCode(await call(gw.client, name, {}))).toBe('UNKNOWN_TOOL');
 
     // The rules name tools only: no prompts or resources are listed, and reading one is FORBIDDEN.
     const prompts = (await gw.client.listPrompts()).prompts;
@@ -224,7 +224,7 @@ describe('reader vs admin against server-everything', () => {
     expect(listed.tools.map((t) => t.name).sort()).toEqual(names.filter((n) => n.startsWith('everything__')));
   });
 
-  test('a reader reading a resource gets a JSON-RPC error with code FORBIDDEN', async () => {
+  test('a reader reading a resource it may never read gets the JSON-RPC error of one that does not exist', async () => {
     const adminGw = await start({ config, dir, key: admin.key });
     await waitListed(adminGw.client, 'everything__echo');
     const uri = (await adminGw.client.listResources()).resources[0]!.uri;
@@ -233,7 +233,9 @@ describe('reader vs admin against server-everything', () => {
     const gw = await start({ config, dir, key: reader.key });
     await waitListed(gw.client, 'everything__echo');
     const err = await rpcError(gw.client.readResource({ uri }));
-    expect(err.data?.['code']).toBe('FORBIDDEN');
+    const nowhere = await rpcError(gw.client.readResource({ uri: 'nosuch://nothing/here' }));
+    expect(err.data?.['code']).toBe('UNKNOWN_TOOL');
+    expect(err.code).toBe(nowhere.code);
   });
 });
 
@@ -473,7 +475,7 @@ describe('static keys in the config, and anonymous callers', () => {
     const gw = await start({ config, dir, key: null });
     expect(await waitListed(gw.client, 'echo__echo')).toEqual(['call', 'echo__echo', 'list_tools']);
     expect((await call(gw.client, 'echo__echo', { message: 'hello' }))['isError']).not.toBe(true);
-    expect(errorCode(await call(gw.client, 'echo__add', { a: 1, b: 2 }))).toBe('FORBIDDEN');
+    expect(errorCode(await call(gw.client, 'echo__add', { a: 1, b: 2 }))).toBe('UNKNOWN_TOOL');
     // The same config without anonymous refuses to start without a credential.
     const closedDir = tempDir('mcpgw-anon-off-');
     const closedFile = writeConfig(closedDir, { ...config, auth: { anonymous: false } });
@@ -546,8 +548,8 @@ describe('JWT sessions via MCP_GATEWAY_TOKEN', () => {
       const expected = adminNames.filter((n) => /^everything__(get-.*|echo)$/.test(n));
       expect(names).toEqual([...expected, 'call', 'list_tools'].sort());
       expect((await call(reader.client, 'everything__get-sum', { a: 1, b: 2 }))['isError']).not.toBe(true);
-      expect(errorCode(await call(reader.client, 'everything__toggle-simulated-logging', {}))).toBe('FORBIDDEN');
-      expect(errorCode(await call(reader.client, 'server_status', {}))).toBe('FORBIDDEN');
+      expect(errorCode(await call(reader.client, 'everything__toggle-simulated-logging', {}))).toBe('UNKNOWN_TOOL');
+      expect(errorCode(await call(reader.client, 'server_status', {}))).toBe('UNKNOWN_TOOL');
     });
 
     test('a token that expires mid-session: the next call is UNAUTHENTICATED', async () => {

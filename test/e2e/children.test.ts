@@ -295,7 +295,8 @@ describe('start: lazy', () => {
     const config = testConfig({
       servers: [
         { id: 'echo', ...fixture('echo.js') },
-        { id: 'lazy', ...fixture('crash.js'), start: 'lazy', env: { FIXTURE_MARKER_DIR: markerDir } },
+        // Unsandboxed: the test waits for its host pid to be gone between the runs.
+        { id: 'lazy', ...fixture('crash.js'), start: 'lazy', env: { FIXTURE_MARKER_DIR: markerDir }, sandbox: 'none' },
       ],
     });
 
@@ -365,7 +366,14 @@ describe('list_changed', () => {
   });
 });
 
+/**
+ * These follow children and grandchildren by their host pids (server_status, marker files), so
+ * they run them unsandboxed: process groups and the reaper are what `sandbox: none` and other
+ * OSes rely on. The sandboxed equivalents are in security-sandbox.test.ts.
+ */
 describe('shutdown', { timeout: 120_000 }, () => {
+  const unsandboxed = (server: Record<string, unknown>) => ({ ...server, sandbox: 'none' });
+
   /** Pids of every child (server_status) and of forker's grandchildren (its marker file). */
   async function processTree(gw: RunningGateway, markerDir: string): Promise<{ children: number[]; grandchildren: number[] }> {
     const statuses = await waitFor(
@@ -399,7 +407,7 @@ describe('shutdown', { timeout: 120_000 }, () => {
           { id: 'echo', ...fixture('echo.js') },
           { id: 'forker', ...fixture('forker.js'), env: { FIXTURE_MARKER_DIR: markerDir } },
           third,
-        ],
+        ].map(unsandboxed),
       }),
     });
     gateways.push(gw);
@@ -436,12 +444,12 @@ describe('shutdown', { timeout: 120_000 }, () => {
     const gw = await gateway(
       testConfig({
         servers: [
-          {
+          unsandboxed({
             id: 'forker',
             ...fixture('forker.js'),
             env: { FIXTURE_MARKER_DIR: markerDir },
             restart: { maxRestarts: 3, windowMs: 60_000, backoffMs: 100, maxBackoffMs: 500 },
-          },
+          }),
         ],
       }),
     );

@@ -10,9 +10,12 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import {
   BIN,
   EVERYTHING,
+  FIXTURES,
   TEST_KEY,
   errorCode,
   fixture,
@@ -257,9 +260,12 @@ describe('tools and results through the gateway', () => {
       expect(typeof s.pid).toBe('number');
       expect(Array.isArray(s.stderrTail)).toBe(true);
     }
-    // The pid is the child's own: the echo fixture reports it.
+    // The pid is the child's own (the echo fixture reports it), or, sandboxed, that of the
+    // process that holds its namespaces on this host (the leader of its process group).
     const who = JSON.parse(textOf(await callRaw(gw.client, 'echo__whoami'))) as { pid: number };
-    expect((servers as Obj[])[0]!.pid).toBe(who.pid);
+    const echo = (servers as Obj[])[0]!;
+    if ((echo['isolation'] as { mode: string }).mode === 'none') expect(echo['pid']).toBe(who.pid);
+    else expect(readFileSync(`/proc/${echo['pid'] as number}/cmdline`, 'utf8')).toContain(path.join(FIXTURES, 'echo.js'));
 
     const one = await gatewayTool(gw.client, 'server_status', { server: 'slow' });
     expect((one.servers as Obj[]).map((s) => s.id)).toEqual(['slow']);

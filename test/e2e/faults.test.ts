@@ -18,6 +18,13 @@ interface Status {
   lastExit: { code: number | null; signal: string | null } | null;
 }
 
+/**
+ * These tests follow children by their host pids (server_status, marker files), so they run them
+ * unsandboxed: what they hold (process groups, the reaper) is what `sandbox: none` and other OSes
+ * rely on. The sandboxed equivalents are in security-sandbox.test.ts.
+ */
+const unsandboxed = (server: Record<string, unknown>) => ({ ...server, sandbox: 'none' });
+
 function serverConfig(markers: string) {
   const quick = { restart: { maxRestarts: 1, windowMs: 60_000, backoffMs: 50, maxBackoffMs: 100 } };
   return testConfig({
@@ -30,7 +37,7 @@ function serverConfig(markers: string) {
       { id: 'exitinit', ...fixture('exit-during-init.js'), ...quick },
       { id: 'forker', ...fixture('forker.js'), env: { FIXTURE_MARKER_DIR: markers } },
       { id: 'stubborn', ...fixture('ignore-sigterm.js'), env: { FIXTURE_MARKER_DIR: markers } },
-    ],
+    ].map(unsandboxed),
     limits: { listWaitMs: 5_000 },
   });
 }
@@ -158,7 +165,7 @@ describe('after SIGKILL of the gateway', () => {
           { id: 'good', ...fixture('echo.js') },
           { id: 'stubborn', ...fixture('ignore-sigterm.js'), env: { FIXTURE_MARKER_DIR: markers } },
           { id: 'forker', ...fixture('forker.js'), env: { FIXTURE_MARKER_DIR: markers } },
-        ],
+        ].map(unsandboxed),
       }),
     });
     await waitFor(async () => (await status(gw)).every((s) => s.state === 'ready'), 30_000, 'children ready');

@@ -113,7 +113,9 @@ const withoutPrefix = (entries: Obj[], server: string): Obj[] =>
     .filter((e) => String(e['name']).startsWith(`${server}__`))
     .map((e) => ({ ...e, name: String(e['name']).slice(server.length + 2) }));
 
-async function serverStatus(client: Client): Promise<{ servers: Obj[]; uriConflicts: { uri: string; servers: string[] }[] }> {
+async function serverStatus(
+  client: Client,
+): Promise<{ servers: Obj[]; uriConflicts: { uri: string; servers: string[]; servedBy: string }[] }> {
   const result = await client.callTool({ name: 'server_status', arguments: {} });
   expect(result.isError).not.toBe(true);
   return result.structuredContent as never;
@@ -207,7 +209,7 @@ describe('server-everything through the gateway, to an agent with sampling, elic
     expect(through).toEqual(own);
 
     const status = await serverStatus(gw.client);
-    expect(status.uriConflicts).toContainEqual({ uri: SHARED_URI, servers: ['everything', 'twin'] });
+    expect(status.uriConflicts).toContainEqual({ uri: SHARED_URI, servers: ['everything', 'twin'], servedBy: 'everything' });
     expect(status.uriConflicts.some((c) => c.uri === 'twin://only/readme')).toBe(false);
 
     // The other way round, the twin is first and serves it.
@@ -224,7 +226,11 @@ describe('server-everything through the gateway, to an agent with sampling, elic
       // Other URIs of server-everything still go to it.
       const other = await raw(reversed.client, 'resources/read', { uri: 'demo://resource/static/document/startup.md' });
       expect(other).toEqual(await raw(direct, 'resources/read', { uri: 'demo://resource/static/document/startup.md' }));
-      expect((await serverStatus(reversed.client)).uriConflicts).toContainEqual({ uri: SHARED_URI, servers: ['twin', 'everything'] });
+      expect((await serverStatus(reversed.client)).uriConflicts).toContainEqual({
+        uri: SHARED_URI,
+        servers: ['twin', 'everything'],
+        servedBy: 'twin',
+      });
     } finally {
       await reversed.close();
     }

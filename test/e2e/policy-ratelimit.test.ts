@@ -158,7 +158,7 @@ describe('rate limits through the gateway', () => {
     expect(results.map((r) => Number(textOf(r))).sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
   });
 
-  test('a denied call takes no token: FORBIDDEN calls do not use up the limit', async () => {
+  test('a denied call takes no token: refused calls do not use up the limit', async () => {
     const gw = await start(
       config(counter, {
         policies: [{ id: 'users', roles: ['user'], rules: [{ server: 'echo', tool: 'hit', action: 'allow' }] }],
@@ -166,7 +166,8 @@ describe('rate limits through the gateway', () => {
       }),
       tempDir('mcpgw-rl-denied-'),
     );
-    for (let i = 0; i < 10; i++) expect(errorCode(await call(gw.client, 'echo__add', { a: 1, b: 1 }))).toBe('FORBIDDEN');
+    // echo__add is never allowed to this caller: refused as unknown (no existence oracle), audited as denied.
+    for (let i = 0; i < 10; i++) expect(errorCode(await call(gw.client, 'echo__add', { a: 1, b: 1 }))).toBe('UNKNOWN_TOOL');
     const results = await Promise.all(Array.from({ length: 3 }, () => call(gw.client, 'echo__hit')));
     expect(results.every((r) => r['isError'] !== true)).toBe(true);
   });
@@ -199,7 +200,8 @@ describe('policy conditions through the gateway', () => {
     expect(textOf(own)).toBe('record of tester');
     expect(errorCode(await call(gw.client, 'echo__read', { owner: 'someone-else' }))).toBe('FORBIDDEN');
     expect(errorCode(await call(gw.client, 'call', { tool: 'echo__read', arguments: { owner: 'mallory' } }))).toBe('FORBIDDEN');
-    expect(errorCode(await call(gw.client, 'echo__hit'))).toBe('FORBIDDEN');
+    // A tool never allowed to this caller is answered as one that does not exist.
+    expect(errorCode(await call(gw.client, 'echo__hit'))).toBe('UNKNOWN_TOOL');
     // The refusal names the default deny in the audit log; the allowed call names its rule.
     const db = new Database(path.join(dir, 'gateway.db'), { readonly: true });
     try {

@@ -26,6 +26,15 @@ async function controls(gw: RunningGateway): Promise<void> {
   expect(errorCode(await take(gw, { n: 11 }))).toBe('FORBIDDEN');
 }
 
+/** A gateway over loose.js whose only policy (role user) has these rules. */
+async function gatewayWith(rules: Obj[]): Promise<RunningGateway> {
+  const gw = await gateways.start({
+    config: testConfig({ servers: [LOOSE], policies: [{ id: 'users', roles: ['user'], rules }] }, ['user']),
+  });
+  await waitListed(gw.client, 'loose__take');
+  return gw;
+}
+
 const UNEVALUABLE: [string, Obj][] = [
   ['the string "11"', { n: '11' }],
   ['the array [11]', { n: [11] }],
@@ -36,25 +45,10 @@ const UNEVALUABLE: [string, Obj][] = [
 describe('forbid with a condition: allow everything on the server, forbid take when args.n > 10', () => {
   let gw: RunningGateway;
   beforeAll(async () => {
-    gw = await gateways.start({
-      config: testConfig(
-        {
-          servers: [LOOSE],
-          policies: [
-            {
-              id: 'users',
-              roles: ['user'],
-              rules: [
-                { server: 'loose', action: 'allow' },
-                { server: 'loose', tool: 'take', action: 'forbid', when: { 'args.n': { gt: 10 } } },
-              ],
-            },
-          ],
-        },
-        ['user'],
-      ),
-    });
-    await waitListed(gw.client, 'loose__take');
+    gw = await gatewayWith([
+      { server: 'loose', action: 'allow' },
+      { server: 'loose', tool: 'take', action: 'forbid', when: { 'args.n': { gt: 10 } } },
+    ]);
   });
 
   test.each(UNEVALUABLE)('n = %s is FORBIDDEN (the forbid cannot be evaluated, so it holds)', async (_what, args) => {
@@ -69,25 +63,10 @@ describe('forbid with a condition: allow everything on the server, forbid take w
 describe('deny with a condition, first in the only policy: deny take when args.n > 10, then allow the server', () => {
   let gw: RunningGateway;
   beforeAll(async () => {
-    gw = await gateways.start({
-      config: testConfig(
-        {
-          servers: [LOOSE],
-          policies: [
-            {
-              id: 'users',
-              roles: ['user'],
-              rules: [
-                { server: 'loose', tool: 'take', action: 'deny', when: { 'args.n': { gt: 10 } } },
-                { server: 'loose', action: 'allow' },
-              ],
-            },
-          ],
-        },
-        ['user'],
-      ),
-    });
-    await waitListed(gw.client, 'loose__take');
+    gw = await gatewayWith([
+      { server: 'loose', tool: 'take', action: 'deny', when: { 'args.n': { gt: 10 } } },
+      { server: 'loose', action: 'allow' },
+    ]);
   });
 
   test('n = "11" is refused (FORBIDDEN, decided by the deny rule), while 5 passes and 11 is refused', async () => {

@@ -1,6 +1,6 @@
 /**
- * Security: config order wins in routing (docs/security.md C4). hostile-uri-a, first in config,
- * serves the template evil://t/{x}; hostile-uri-b, second, lists evil://t/payroll exactly. The
+ * Security: config order wins in routing (docs/security.md C4). hostile-uri.js as "a", first in config,
+ * serves the template evil://t/{x}; as "b", second, lists evil://t/payroll exactly. The
  * URI belongs to A: A serves its reads, B's resources/updated for it does not reach the agent,
  * and both `server_status` and `check --json` report the overlap, served by A.
  */
@@ -14,8 +14,8 @@ const CONFLICT = { uri: URI, servers: ['a', 'b'], servedBy: 'a' };
 const config = testConfig({
   limits: { listWaitMs: 30_000 },
   servers: [
-    { id: 'a', ...fixture('hostile-uri-a.js') },
-    { id: 'b', ...fixture('hostile-uri-b.js') },
+    { id: 'a', ...fixture('hostile-uri.js'), env: { FIXTURE_ROLE: 'a' } },
+    { id: 'b', ...fixture('hostile-uri.js'), env: { FIXTURE_ROLE: 'b' } },
   ],
 });
 

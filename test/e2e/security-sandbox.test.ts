@@ -77,6 +77,29 @@ describe('a child reading /proc', () => {
   });
 });
 
+describe("a child reading the gateway's database", () => {
+  test('finds it empty when sandboxed (hidden by the sandbox), and readable with sandbox: none', async () => {
+    const gw = await gateways.start({
+      config: testConfig({
+        servers: [
+          { id: 'boxed', ...fixture('hostile-environ.js') },
+          { id: 'plain', ...fixture('hostile-environ.js'), sandbox: 'none' },
+        ],
+      }),
+    });
+    await waitListed(gw.client, ['boxed__peek', 'plain__peek']);
+    // Something is audited first, so the database and its -wal hold rows.
+    await call(gw.client, 'boxed__snoop', {});
+    for (const file of ['gateway.db', 'gateway.db-wal']) {
+      const target = path.join(gw.dir, file);
+      const boxed = JSON.parse(textOf(await call(gw.client, 'boxed__peek', { path: target }))) as { size?: number };
+      const plain = JSON.parse(textOf(await call(gw.client, 'plain__peek', { path: target }))) as { size?: number };
+      expect(plain.size, `${file} as an unsandboxed child sees it`).toBeGreaterThan(0);
+      expect(boxed.size, `${file} as a sandboxed child sees it`).toBe(0);
+    }
+  });
+});
+
 describe('isolation reported', () => {
   test('server_status: isolation.mode is "namespaces" with sandbox auto (the default); exit code 9 is still reported', async () => {
     const gw = await gateways.start({ config: testConfig({ servers: [{ id: 'crash', ...fixture('crash.js') }] }) });

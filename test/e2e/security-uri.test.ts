@@ -78,19 +78,21 @@ describe('resources/read through an allow rule for file:///srv/files/public/**',
   };
 
   // Each of these can only mean /srv/files/payroll.txt, or cannot be normalised unambiguously:
-  // the gateway refuses it (FORBIDDEN after normalising, or INVALID_ARGUMENTS) and forwards nothing.
+  // the gateway refuses it and forwards nothing. After normalising, payroll.txt is a resource this
+  // caller may never read, so it is answered as one that does not exist (UNKNOWN_TOOL, resource
+  // not found: no existence oracle); what cannot be normalised is INVALID_ARGUMENTS.
   test.each([
     ['encoded dots', 'file:///srv/files/public/%2e%2e/payroll.txt'],
     ['one dot encoded, upper case', 'file:///srv/files/public/.%2E/payroll.txt'],
     ['encoded dots and slash', 'file:///srv/files/public/%2E%2E%2Fpayroll.txt'],
     ['an encoded slash', 'file:///srv/files/public/..%2fpayroll.txt'],
     ['double-encoded dots', 'file:///srv/files/public/%252e%252e/payroll.txt'],
-  ])('%s (%s): refused with FORBIDDEN or INVALID_ARGUMENTS, nothing forwarded, no secret', async (_what, uri) => {
+  ])('%s (%s): refused (UNKNOWN_TOOL, FORBIDDEN or INVALID_ARGUMENTS), nothing forwarded, no secret', async (_what, uri) => {
     const before = receivedBy(markers).length;
     const outcome = await read(gw, uri);
     expect(JSON.stringify(outcome)).not.toContain(SECRET);
     expect(outcome.error, `served: ${JSON.stringify(outcome.result)}`).toBeDefined();
-    expect(['FORBIDDEN', 'INVALID_ARGUMENTS']).toContain(outcome.error!.data?.['code']);
+    expect(['UNKNOWN_TOOL', 'FORBIDDEN', 'INVALID_ARGUMENTS']).toContain(outcome.error!.data?.['code']);
     expect(receivedBy(markers).slice(before), 'what the child received for it').toEqual([]);
     childStayedInPublic(before);
   });

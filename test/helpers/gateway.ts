@@ -65,6 +65,8 @@ export interface StartOptions {
   readonly dir?: string;
   /** Called with the client before it connects (to register handlers). */
   readonly beforeConnect?: (client: Client) => void;
+  /** Run `serve` under this umask (octal text such as "022"), through /bin/sh. */
+  readonly umask?: string;
 }
 
 export function writeConfig(dir: string, config: Record<string, unknown> | string): string {
@@ -85,20 +87,32 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     ...(key ? { MCP_GATEWAY_API_KEY: key } : {}),
     ...options.env,
   };
-  const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: [BIN, 'serve', '--config', configFile],
-    env,
-    stderr: 'pipe',
-    cwd: dir,
-  });
+  const serve = [BIN, 'serve', '--config', configFile];
+  const transport = new StdioClientTransport(
+    options.umask === undefined
+      ? { command: process.execPath, args: serve, env, stderr: 'pipe', cwd: dir }
+      : {
+          command: '/bin/sh',
+          args: ['-c', `umask ${options.umask} && exec "$0" "$@"`, process.execPath, ...serve],
+          env,
+          stderr: 'pipe',
+          cwd: dir,
+        },
+  );
   let stderr = '';
   transport.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString('utf8');
   });
   const client = new Client({ name: 'test-agent', version: '1.0.0' }, { capabilities: options.capabilities ?? {} });
   options.beforeConnect?.(client);
-  await client.connect(transport);
+  try {
+    await client.connect(transport);
+  } catch (err) {
+    // A gateway that exits before it answers initialize (a config it refuses, say): say why.
+    await new Promise((r) => setTimeout(r, 300));
+    await client.close().catch(() => {});
+    throw new Error(`the gateway did not start: ${(err as Error).message}\n--- its stderr ---\n${stderr.slice(-4_000)}`);
+  }
   return {
     client,
     transport,

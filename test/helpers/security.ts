@@ -1,81 +1,21 @@
 /**
- * Helpers of the security end-to-end tests (test/e2e/security-*.test.ts): a gateway start that
- * says why it failed, the CLI as a user runs it, the audit rows as stored, the processes carrying
+ * Helpers of the security end-to-end tests (test/e2e/security-*.test.ts): the gateways a file
+ * started, the CLI as a user runs it, the audit rows as stored, the processes carrying
  * a token in their argv, and "answers within" races.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { BIN, TEST_KEY, anyResult, tempDir, writeConfig, type Obj, type RunningGateway, type StartOptions } from './gateway.js';
-
-export interface LaunchOptions extends StartOptions {
-  /** Run `serve` under this umask (octal text such as "022"), through /bin/sh. */
-  readonly umask?: string;
-}
-
-/**
- * Starts `mcp-gateway serve` like `startGateway`, but a gateway that exits before it answers
- * `initialize` (a config it refuses, say) fails with its stderr in the error, so a failing test
- * says why.
- */
-export async function launch(options: LaunchOptions): Promise<RunningGateway> {
-  const dir = options.dir ?? tempDir('mcpgw-sec-');
-  const configFile = writeConfig(dir, options.config);
-  const key = options.key === undefined ? TEST_KEY : options.key;
-  const env: Record<string, string> = {
-    PATH: process.env['PATH'] ?? '',
-    HOME: process.env['HOME'] ?? dir,
-    TEST_KEY,
-    MCP_GATEWAY_LOG_LEVEL: 'debug',
-    ...(key ? { MCP_GATEWAY_API_KEY: key } : {}),
-    ...options.env,
-  };
-  const serve = [BIN, 'serve', '--config', configFile];
-  const transport = new StdioClientTransport(
-    options.umask === undefined
-      ? { command: process.execPath, args: serve, env, stderr: 'pipe', cwd: dir }
-      : {
-          command: '/bin/sh',
-          args: ['-c', `umask ${options.umask} && exec "$0" "$@"`, process.execPath, ...serve],
-          env,
-          stderr: 'pipe',
-          cwd: dir,
-        },
-  );
-  let stderr = '';
-  transport.stderr?.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString('utf8');
-  });
-  const client = new Client({ name: 'security-test-agent', version: '1.0.0' }, { capabilities: options.capabilities ?? {} });
-  options.beforeConnect?.(client);
-  try {
-    await client.connect(transport);
-  } catch (err) {
-    // Let the rest of stderr arrive.
-    await new Promise((r) => setTimeout(r, 300));
-    await client.close().catch(() => {});
-    throw new Error(`the gateway did not start: ${(err as Error).message}\n--- its stderr ---\n${stderr.slice(-4_000)}`);
-  }
-  return {
-    client,
-    transport,
-    dir,
-    configFile,
-    pid: transport.pid!,
-    stderr: () => stderr,
-    close: () => client.close(),
-  };
-}
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { BIN, anyResult, startGateway, type Obj, type RunningGateway, type StartOptions } from './gateway.js';
 
 /** Gateways a test file started; `closeAll` in afterEach/afterAll. */
 export class Gateways {
   private readonly list: RunningGateway[] = [];
 
-  async start(options: LaunchOptions): Promise<RunningGateway> {
-    const gw = await launch(options);
+  async start(options: StartOptions): Promise<RunningGateway> {
+    const gw = await startGateway(options);
     this.list.push(gw);
     return gw;
   }

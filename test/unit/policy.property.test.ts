@@ -26,27 +26,43 @@ const ARG_PATHS = ['args.a', 'args.b'] as const;
 const ARG_VALUES: readonly unknown[] = [1, 0, -1, 'x', 'y', 'xx', 'a', 'k1', null, [1], {}];
 
 const MISSING = Symbol('missing');
-type Oracle = (value: unknown, caller: Identity) => boolean;
+/** true, false, or undefined: the condition cannot be evaluated (missing, null, another type). */
+type Truth = boolean | undefined;
+type Oracle = (value: unknown, caller: Identity) => Truth;
 const present = (v: unknown) => v !== MISSING && v !== null;
+const not = (t: Truth): Truth => (t === undefined ? undefined : !t);
+/** `eq` on a string or number operand: unknown unless the value is of the operand's type. */
+const eqOf =
+  (x: string | number) =>
+  (v: unknown): Truth =>
+    present(v) && typeof v === typeof x ? v === x : undefined;
+const stringly =
+  (test: (v: string) => boolean) =>
+  (v: unknown): Truth =>
+    typeof v === 'string' ? test(v) : undefined;
+const numeric =
+  (test: (v: number) => boolean) =>
+  (v: unknown): Truth =>
+    typeof v === 'number' ? test(v) : undefined;
 
 /** Conditions the generator uses, each with an independent statement of its meaning. */
 const CONDITIONS: ReadonlyArray<readonly [Record<string, unknown>, Oracle]> = [
-  [{ eq: 1 }, (v) => v === 1],
-  [{ eq: 'x' }, (v) => v === 'x'],
-  [{ eq: null }, (v) => v === null],
-  [{ ne: 'x' }, (v) => present(v) && v !== 'x'],
-  [{ gt: 0 }, (v) => typeof v === 'number' && v > 0],
-  [{ lte: 0 }, (v) => typeof v === 'number' && v <= 0],
+  [{ eq: 1 }, eqOf(1)],
+  [{ eq: 'x' }, eqOf('x')],
+  [{ eq: null }, (v) => (v === MISSING ? undefined : v === null)],
+  [{ ne: 'x' }, (v) => not(eqOf('x')(v))],
+  [{ gt: 0 }, numeric((v) => v > 0)],
+  [{ lte: 0 }, numeric((v) => v <= 0)],
   [{ exists: true }, (v) => present(v)],
   [{ exists: false }, (v) => !present(v)],
-  [{ in: ['x', 'y'] }, (v) => v === 'x' || v === 'y'],
-  [{ notIn: ['x'] }, (v) => present(v) && v !== 'x'],
-  [{ glob: 'x*' }, (v) => typeof v === 'string' && v.startsWith('x')],
-  [{ regex: 'x+' }, (v) => typeof v === 'string' && /^x+$/.test(v)],
-  [{ maxLength: 1 }, (v) => (typeof v === 'string' || Array.isArray(v)) && [...(v as string)].length <= 1],
-  [{ eq: '${key.id}' }, (v, id) => id.keyId !== null && v === id.keyId],
-  [{ ne: '${key.id}' }, (v, id) => id.keyId !== null && present(v) && v !== id.keyId],
-  [{ in: '${consumer.roles}' }, (v, id) => typeof v === 'string' && id.roles.includes(v)],
+  [{ in: ['x', 'y'] }, stringly((v) => v === 'x' || v === 'y')],
+  [{ notIn: ['x'] }, (v) => not(stringly((s) => s === 'x')(v))],
+  [{ glob: 'x*' }, stringly((v) => v.startsWith('x'))],
+  [{ regex: 'x+' }, stringly((v) => /^x+$/.test(v))],
+  [{ maxLength: 1 }, (v) => (typeof v === 'string' || Array.isArray(v) ? [...(v as string)].length <= 1 : undefined)],
+  [{ eq: '${key.id}' }, (v, id) => (id.keyId === null ? undefined : eqOf(id.keyId)(v))],
+  [{ ne: '${key.id}' }, (v, id) => (id.keyId === null ? undefined : not(eqOf(id.keyId)(v)))],
+  [{ in: '${consumer.roles}' }, (v, id) => stringly((s) => id.roles.includes(s))(v)],
 ];
 const ORACLES = new Map(CONDITIONS.map(([condition, oracle]) => [JSON.stringify(condition), oracle]));
 
@@ -161,17 +177,25 @@ function ruleCoversTarget(rule: RuleConfig, target: Target): boolean {
   return true;
 }
 
-function conditionsHold(rule: RuleConfig, caller: Identity, args: Record<string, unknown> | undefined): boolean {
-  return Object.entries(rule.when ?? {}).every(([path, condition]) => {
+/** Kleene AND of the rule's conditions: false if one is false, else unknown if one is unknown. */
+function conditionsHold(rule: RuleConfig, caller: Identity, args: Record<string, unknown> | undefined): Truth {
+  const truths = Object.entries(rule.when ?? {}).map(([path, condition]) => {
     const key = path.slice('args.'.length);
     const value = args !== undefined && Object.hasOwn(args, key) ? args[key] : MISSING;
     return ORACLES.get(JSON.stringify(condition))!(value, caller);
   });
+  if (truths.includes(false)) return false;
+  return truths.includes(undefined) ? undefined : true;
 }
 
 function modelDecide(policies: PolicyConfig[], caller: Identity, target: Target, args: Record<string, unknown> | undefined) {
   const applicable = policies.filter((p) => applies(p, caller));
-  const matches = (rule: RuleConfig) => ruleCoversTarget(rule, target) && conditionsHold(rule, caller, args);
+  // An allow rule needs its conditions true; deny and forbid apply unless they are false.
+  const matches = (rule: RuleConfig) => {
+    if (!ruleCoversTarget(rule, target)) return false;
+    const truth = conditionsHold(rule, caller, args);
+    return rule.action === 'allow' ? truth === true : truth !== false;
+  };
   for (const policy of applicable) {
     const j = policy.rules.findIndex((rule) => rule.action === 'forbid' && matches(rule));
     if (j >= 0) return { allowed: false, decidedBy: `${policy.id}#${j}`, action: 'forbid' };

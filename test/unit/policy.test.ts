@@ -85,7 +85,7 @@ describe('operators', () => {
     ['ne same', a({ ne: 'x' }), { a: 'x' }, false],
     ['ne missing path is false', a({ ne: 'x' }), {}, false],
     ['ne null argument is false', a({ ne: 'x' }), { a: null }, false],
-    ['ne no coercion', a({ ne: 5 }), { a: '5' }, true],
+    ['ne of another type cannot be evaluated (no coercion): an allow does not match', a({ ne: 5 }), { a: '5' }, false],
     ['ne deep equal is false', a({ ne: { b: [1] } }), { a: { b: [1] } }, false],
     ['ne null operand, value present', a({ ne: null }), { a: 1 }, true],
     // in / notIn
@@ -100,7 +100,7 @@ describe('operators', () => {
     ['notIn contained', a({ notIn: ['x'] }), { a: 'x' }, false],
     ['notIn missing path is false', a({ notIn: ['x'] }), {}, false],
     ['notIn null argument is false', a({ notIn: ['x'] }), { a: null }, false],
-    ['notIn no coercion', a({ notIn: [1] }), { a: '1' }, true],
+    ['notIn of another type cannot be evaluated (no coercion): an allow does not match', a({ notIn: [1] }), { a: '1' }, false],
     // glob
     ['glob *', a({ glob: 'db-*' }), { a: 'db-prod' }, true],
     ['glob * no match', a({ glob: 'db-*' }), { a: 'web' }, false],
@@ -485,7 +485,14 @@ describe('precedence', () => {
   test.each<[string, Target, Record<string, unknown>, Decision]>([
     ['a conditional forbid that holds', tool('fs', 'write'), { path: '/etc/passwd' }, decided('guard', 0, 'forbid')],
     ['a conditional forbid that does not hold', tool('fs', 'write'), { path: '/tmp/x' }, decided('open', 0, 'allow')],
-    ['a conditional forbid without its argument', tool('fs', 'write'), {}, decided('open', 0, 'allow')],
+    ['a conditional forbid without its argument applies (fail closed)', tool('fs', 'write'), {}, decided('guard', 0, 'forbid')],
+    [
+      'a conditional forbid on an argument of another type applies',
+      tool('fs', 'write'),
+      { path: ['/etc/passwd'] },
+      decided('guard', 0, 'forbid'),
+    ],
+    ['a conditional forbid on a null argument applies', tool('fs', 'write'), { path: null }, decided('guard', 0, 'forbid')],
     ['conditional rules fall through when false', tool('db', 'query'), { limit: 5 }, decided('open', 0, 'allow')],
   ])('%s', (_name, target, args, expected) => {
     expect(conditional.decide(apiKeyCaller(['r']), target, args)).toEqual(expected);
@@ -504,7 +511,9 @@ describe('precedence', () => {
     ]);
     expect(engine.decide(r, tool('db', 'query'), { limit: 5 })).toEqual(decided('q', 1, 'allow'));
     expect(engine.decide(r, tool('db', 'query'), { limit: 500 })).toEqual(decided('q', 0, 'deny'));
-    expect(engine.decide(r, tool('db', 'query'), undefined)).toEqual(decided('q', 1, 'allow'));
+    // Without its argument the deny cannot be evaluated, so it applies (fail closed).
+    expect(engine.decide(r, tool('db', 'query'), undefined)).toEqual(decided('q', 0, 'deny'));
+    expect(engine.decide(r, tool('db', 'query'), { limit: '500' })).toEqual(decided('q', 0, 'deny'));
   });
 
   test('an unfrozen roles array that changes is re-evaluated, not served from a stale cache', () => {

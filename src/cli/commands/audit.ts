@@ -2,7 +2,7 @@
  * `mcp-gateway audit …`: log, stats, verify, head, export. Every one opens the database read-only:
  * they run beside live gateways (WAL lets them read while the gateways write) and never change it.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, fchmodSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import { exportAudit, EXPORT_FORMATS, type ExportFormat } from '../../audit/export.js';
@@ -175,12 +175,17 @@ export async function auditExportCommand(options: Common & RangeOptions & { form
   });
 }
 
-/** A file stream that is open (so a bad path is exit 2 before anything is read). */
+/**
+ * A file stream that is open (so a bad path is exit 2 before anything is read), readable by its
+ * owner only before the first row is in it: created 0600, and an existing file changed to 0600.
+ */
 async function openOutput(path: string): Promise<WriteStream> {
-  const file = createWriteStream(path);
+  const file = createWriteStream(path, { mode: 0o600 });
   try {
     await once(file, 'open');
+    fchmodSync((file as unknown as { fd: number }).fd, 0o600);
   } catch (err) {
+    file.destroy();
     throw usageError(`--out: cannot write ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
   return file;

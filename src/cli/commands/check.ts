@@ -58,16 +58,7 @@ export async function check(options: { config?: string; json?: boolean }): Promi
     }),
   );
 
-  const uris = new Map<string, string[]>();
-  for (const { child } of results) {
-    for (const uri of new Set([
-      ...child.catalog.resources.map((r) => r.uri),
-      ...child.catalog.resourceTemplates.map((t) => t.uriTemplate),
-    ])) {
-      uris.set(uri, [...(uris.get(uri) ?? []), child.id]);
-    }
-  }
-  const conflicts = [...uris].filter(([, s]) => s.length > 1).map(([uri, servers]) => ({ uri, servers, servedBy: servers[0] }));
+  const conflicts = registry.uriConflicts();
   const report = results.map(({ child, ok, ms }) => {
     const s = child.status();
     return {
@@ -79,6 +70,8 @@ export async function check(options: { config?: string; json?: boolean }): Promi
       resources: s.resources,
       resourceTemplates: s.resourceTemplates,
       excludedTools: s.excludedTools,
+      catalogLimited: s.catalogLimited,
+      isolation: s.isolation,
       error: s.lastError,
       stderrTail: ok ? [] : s.stderrTail.slice(-5),
     };
@@ -86,7 +79,12 @@ export async function check(options: { config?: string; json?: boolean }): Promi
   await registry.stop(1_000);
 
   if (options.json) {
-    printJson({ config: loaded.file, servers: report, disabled: registry.disabledServers().map((s) => s.id), uriConflicts: conflicts });
+    printJson({
+      config: loaded.file,
+      servers: report,
+      disabled: registry.disabledServers().map((s) => s.id),
+      uriConflicts: redactor.value(conflicts),
+    });
   } else {
     const out: string[] = [`config ${loaded.file}: valid (${config.servers.length} servers, ${config.policies.length} policies)`];
     for (const r of report) {
@@ -95,12 +93,14 @@ export async function check(options: { config?: string; json?: boolean }): Promi
           ? `  ok      ${r.id}: ${r.tools} tools, ${r.prompts} prompts, ${r.resources} resources, ${r.resourceTemplates} templates (started in ${r.startMs} ms)`
           : `  FAILED  ${r.id}: ${r.error ?? 'did not start'}`,
       );
+      out.push(`          isolation: ${r.isolation.mode === 'namespaces' ? r.isolation.reason : `NONE (${r.isolation.reason})`}`);
       for (const x of r.excludedTools) out.push(`          tool ${x.name} left out: ${x.reason}`);
+      if (r.catalogLimited) out.push(`          catalog cut: ${r.catalogLimited}`);
       for (const line of r.stderrTail) out.push(`          stderr: ${line}`);
     }
     for (const s of registry.disabledServers()) out.push(`  off     ${s.id}: enabled: false`);
     for (const c of conflicts)
-      out.push(`  warning: ${c.uri} is offered by ${c.servers.join(', ')}; ${c.servedBy} serves it (first in config order)`);
+      out.push(redactor.text(`  warning: ${c.uri} is offered by ${c.servers.join(', ')}; ${c.servedBy} serves it (first in config order)`));
     if (config.auth.anonymous) out.push('  warning: auth.anonymous is true: callers without a credential get the "anonymous" role');
     if (config.policies.length === 0) out.push('  note: no policies: every call will be refused (default deny)');
     out.push(`checked in ${Date.now() - started} ms`);

@@ -25,24 +25,29 @@ export async function serve(options: { config?: string }): Promise<void> {
   }
 
   let stopping = false;
+  let exitCode = 0;
   const stop = async (why: string, code: number) => {
     if (stopping) return;
     stopping = true;
+    exitCode = code;
     logger.info(`stopping (${why})`);
     // A hard deadline: whatever happens, the process (and with it the children) goes.
     setTimeout(
       () => {
         gateway.registry.killAll();
-        process.exit(code);
+        process.exit(exitCode);
       },
       3 * GRACE_MS + 1_000,
     ).unref();
+    // A credential still being checked (stdin closed at once) decides the exit code: a refused
+    // one is exit 1 with its reason, whatever happened first.
+    if ((await settledWithin(gateway.session, 2 * GRACE_MS)) === 'rejected') exitCode = 1;
     try {
       await gateway.close(GRACE_MS);
     } catch (err) {
       logger.error(`while stopping: ${(err as Error).message}`);
     }
-    process.exit(code);
+    process.exit(exitCode);
   };
 
   // Last resort: children are SIGKILLed with the gateway, even on an unexpected exit.
@@ -67,4 +72,21 @@ export async function serve(options: { config?: string }): Promise<void> {
   gateway.front.server.onclose = () => void stop('stdin closed', 0);
   await gateway.connect(transport);
   if (!stopping) logger.info(`listening on stdio, ${gateway.registry.all().length} server(s) configured`);
+}
+
+/** How a promise settles within `ms`: 'resolved', 'rejected', or 'pending' when it has not yet. */
+async function settledWithin(promise: Promise<unknown>, ms: number): Promise<'resolved' | 'rejected' | 'pending'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'pending'>((resolve) => (timer = setTimeout(() => resolve('pending'), ms)));
+  try {
+    return await Promise.race([
+      promise.then(
+        () => 'resolved' as const,
+        () => 'rejected' as const,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
