@@ -4,7 +4,7 @@ import('../dist/cli/main.js').then(
   (cli) => cli.main(process.argv),
   (err) => {
     if (err && err.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes('dist')) {
-      process.stderr.write('mcp-gateway is not built: run `npm install` (or `npm run build`) in its folder\n');
+      process.stderr.write('mcp-gateway is not built: run `npm install && npm run build` in its folder\n');
     } else {
       process.stderr.write(`mcp-gateway: ${err && err.stack ? err.stack : err}\n`);
     }

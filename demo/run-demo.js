@@ -62,7 +62,7 @@ try {
 
   heading('It lists its tools: only what the reader policy allows (no refund_order, no admin tools)');
   const { tools } = await client.listTools();
-  for (const t of tools) console.log(`   - ${t.name}${t.description ? dim(`  ${t.description.split('\n')[0].slice(0, 70)}`) : ''}`);
+  for (const t of tools) console.log(`   - ${t.name}${t.description ? dim(`  ${shorten(t.description.split('\n')[0], 70)}`) : ''}`);
 
   heading('Allowed calls are forwarded to the demo server and answered');
   await call(client, 'demo__lookup_order', { orderId: 'A-1001' });
@@ -92,7 +92,18 @@ try {
   heading('Usage and cost per tool');
   process.stdout.write(cli('usage', '--by', 'tool').trimEnd().replace(/^/gm, '   ') + '\n');
 
-  console.log(`\n${bold('Next:')} mcp-gateway init, then keys create and claude-config (see README.md).`);
+  console.log(
+    `\n${bold('Next:')} put the command on your PATH with \`npm install -g .\` in this folder, then ` +
+      '`mcp-gateway init`, `mcp-gateway keys create` and `mcp-gateway claude-config` (README.md, "Use it with Claude Desktop").',
+  );
 } finally {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** `text` cut to `max` characters at a word boundary, with an ellipsis when it was cut. */
+function shorten(text, max) {
+  if (text.length <= max) return text;
+  const cut = text.slice(0, max - 1);
+  const space = cut.lastIndexOf(' ');
+  return `${(space > max / 2 ? cut.slice(0, space) : cut).replace(/[\s,;:.]+$/, '')}…`;
 }

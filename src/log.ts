@@ -88,10 +88,17 @@ export class RootLogger extends StderrLogger {
 }
 
 export function createLogger(options: { level?: string | undefined; sink?: LogSink; redactor?: Redactor } = {}): RootLogger {
-  const name = (options.level ?? process.env['MCP_GATEWAY_LOG_LEVEL'] ?? 'info').toLowerCase();
-  const level = name in ORDER ? ORDER[name as LogLevel] : ORDER.info;
-  const state: LogState = { level, redactor: options.redactor ?? new Redactor([]), sink: options.sink ?? process.stderr, dropped: 0 };
-  return new RootLogger(state, '');
+  const name = (options.level ?? process.env['MCP_GATEWAY_LOG_LEVEL'] ?? 'info').toLowerCase().trim();
+  const known = Object.hasOwn(ORDER, name);
+  const state: LogState = {
+    level: known ? ORDER[name as LogLevel] : ORDER.info,
+    redactor: options.redactor ?? new Redactor([]),
+    sink: options.sink ?? process.stderr,
+    dropped: 0,
+  };
+  const logger = new RootLogger(state, '');
+  if (!known) logger.warn(`MCP_GATEWAY_LOG_LEVEL "${name}" is not a level (${Object.keys(ORDER).join(', ')}); logging at info`);
+  return logger;
 }
 
 /** A logger that writes nothing (tests, library use). */

@@ -118,7 +118,11 @@ export function auditTools(_config: GatewayConfig): (deps: ExtraToolDeps) => rea
         const text = ctx.arguments?.['anchor'] as string | undefined;
         const anchor = text === undefined ? undefined : parseAnchor(text);
         if (anchor === null)
-          throw new GatewayError('INVALID_ARGUMENTS', '"anchor" must be "seq:hash" as printed by `audit head`', { field: 'anchor' });
+          throw new GatewayError(
+            'INVALID_ARGUMENTS',
+            '"anchor" must be "seq:hash" as printed by `audit head` (16 or more hex digits of the hash)',
+            { field: 'anchor' },
+          );
         const result = await verifyChainAsync(deps.db, { hmacKey: deps.hmacKey, anchor });
         return jsonResult({ ...result });
       },
@@ -149,14 +153,15 @@ export function auditTools(_config: GatewayConfig): (deps: ExtraToolDeps) => rea
         name: 'usage',
         title: 'Usage and cost',
         description:
-          'Calls, errors, denied and rate-limited requests, latency and cost per consumer, server or tool over a time range ' +
-          '(whole UTC hours). Give consumerId to see one consumer only.',
+          'Calls, errors, denied and rate-limited requests, latency (ms, to 0.01) and cost per consumer, server or tool over a ' +
+          'time range. Counters are kept per UTC hour: an hour that "since" or "until" falls inside is counted whole, and the ' +
+          'result\'s "from" and "to" are the hour bounds actually counted ("bucket": "hour"). Give consumerId to see one consumer only.',
         inputSchema: {
           type: 'object',
           properties: {
             consumerId: { type: 'string', description: 'Only this consumer' },
-            since: timeProperty('From this hour on'),
-            until: timeProperty('Before this time'),
+            since: timeProperty('From the start of the UTC hour this time falls inside'),
+            until: timeProperty('To the end of the UTC hour this time falls inside (a time on the hour: up to it)'),
             by: {
               type: 'string',
               enum: [...USAGE_GROUPS],

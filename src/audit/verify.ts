@@ -30,11 +30,17 @@ export type VerifyReason =
   /** The log was written with `audit.hashChain: false`: there is nothing to verify. */
   | 'unchained';
 
-/** A row the verifier is told must exist with exactly this hash (`audit head` output). */
+/**
+ * A row the verifier is told must exist with this hash (`audit head` output). `hash` may be the
+ * first 16 or more hex digits of it: 64 bits that a rewrite would have to reproduce at that row.
+ */
 export interface Anchor {
   readonly seq: number;
   readonly hash: string;
 }
+
+/** The fewest leading hex digits of a hash an anchor may give. */
+export const MIN_ANCHOR_HEX = 16;
 
 /** What a verification checks against. */
 export interface VerifyOptions {
@@ -73,9 +79,12 @@ export type VerifyResult =
 /** A failed verification. */
 export type VerifyFailure = Extract<VerifyResult, { ok: false }>;
 
-/** Parses `seq:hash` (as printed by `audit head`); null when it is not one. */
+/**
+ * Parses `seq:hash` (as printed by `audit head`), where the hash may be cut to its first 16 or
+ * more hex digits (a trailing "…" is allowed); null when it is not one.
+ */
 export function parseAnchor(text: string): Anchor | null {
-  const m = /^\s*(\d{1,15}):([0-9a-fA-F]{64})\s*$/.exec(text);
+  const m = /^\s*(\d{1,15}):([0-9a-fA-F]{16,64})…?\s*$/.exec(text);
   if (!m) return null;
   return { seq: Number(m[1]), hash: m[2]!.toLowerCase() };
 }
@@ -277,7 +286,7 @@ class ChainWalker {
     if (seq !== this.prevSeq + 1) return 'gap';
     if (prevHash !== this.prevHash) return 'link';
     if (recompute() !== hash) return 'hash';
-    if (this.anchor && seq === this.anchor.seq && hash !== this.anchor.hash) return 'anchor';
+    if (this.anchor && seq === this.anchor.seq && !hash.startsWith(this.anchor.hash)) return 'anchor';
     this.rows++;
     this.prevSeq = seq;
     this.prevHash = hash;
@@ -295,7 +304,7 @@ class ChainWalker {
           `the anchor names row ${this.anchor.seq}, but the log ends at ${last ? `row ${last.seq}` : 'no row (it is empty)'}: rows were deleted from the end`,
         );
       }
-      if (this.anchor.seq === 0 && this.anchor.hash !== GENESIS_HASH) {
+      if (this.anchor.seq === 0 && !GENESIS_HASH.startsWith(this.anchor.hash)) {
         return this.fail(0, 'anchor-mismatch', 'an anchor at seq 0 must be the genesis hash (64 zeros)');
       }
     }

@@ -41,7 +41,7 @@ const jsonOption = () => new Option('--json', 'print JSON instead of a table');
 export function buildProgram(): Command {
   const program = new Command('mcp-gateway')
     .description(
-      'An MCP server that fronts your MCP servers: API keys and JWT, glob policies, rate limits,\n' +
+      'An MCP server that fronts your MCP servers: API keys and JWT, glob policies, rate limits, ' +
         'a tamper-evident audit log and usage metering. Agents start `mcp-gateway serve`.',
     )
     .version(VERSION, '-v, --version')
@@ -51,14 +51,15 @@ export function buildProgram(): Command {
   program
     .command('init')
     .description('write a commented gateway.yaml (with reader/admin example policies) and ignore the database in .gitignore')
-    .option('-d, --dir <dir>', 'folder to write into', '.')
-    .option('-f, --force', 'overwrite an existing gateway.yaml')
+    .option('-d, --dir <dir>', 'folder to write gateway.yaml into', '.')
+    .addOption(new Option('-c, --config <file>', 'the file to write instead of <dir>/gateway.yaml'))
+    .option('-f, --force', 'overwrite an existing file')
     .action(init);
 
   program
     .command('serve')
     .description(
-      'run the gateway over stdio (what Claude Desktop or any MCP client starts). The credential comes\n' +
+      'run the gateway over stdio (what Claude Desktop or any MCP client starts). The credential comes ' +
         'from MCP_GATEWAY_API_KEY (a key from `keys create`) or MCP_GATEWAY_TOKEN (a JWT).',
     )
     .addOption(configOption())
@@ -107,7 +108,11 @@ export function buildProgram(): Command {
     .addOption(configOption())
     .addOption(jsonOption())
     .action(keysRotate);
-  keys.command('hash').description('read a key on stdin and print its bcrypt hash, for `auth.apiKeys.static[].hash`').action(keysHash);
+  keys
+    .command('hash')
+    .description('read a key on stdin and print its bcrypt hash, for `auth.apiKeys.static[].hash` (needs no config)')
+    .addOption(configOption())
+    .action(keysHash);
 
   const timeOptions = (cmd: Command) =>
     cmd
@@ -137,7 +142,10 @@ export function buildProgram(): Command {
   audit
     .command('verify')
     .description('recompute the hash chain; exit 1 naming the first bad seq and why (HMAC key from audit.hmacKeyEnv)')
-    .option('--anchor <seq:hash>', 'also prove the log still holds this entry (an earlier `audit head`)')
+    .option(
+      '--anchor <seq:hash>',
+      'also prove the log still holds this entry (an earlier `audit head`; 16 or more leading hex digits of the hash are enough)',
+    )
     .addOption(configOption())
     .addOption(jsonOption())
     .action(auditVerifyCommand);

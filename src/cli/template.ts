@@ -26,6 +26,8 @@ servers:
     #   API_TOKEN: \${DEMO_API_TOKEN}
     start: eager
     timeoutMs: 30000
+    sandbox: auto         # on Linux: its own user, pid and mount namespaces (it cannot read the
+                          # gateway's environment or database); \`check\` shows the isolation
   # - id: github
   #   command: npx
   #   args: [-y, "@modelcontextprotocol/server-github"]

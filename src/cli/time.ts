@@ -33,3 +33,14 @@ export function parseExpiry(text: string, option: string, now = Date.now()): str
   if (t <= now) throw usageError(`${option}: ${text} is in the past`);
   return new Date(t).toISOString();
 }
+
+/**
+ * An instant for people, in UTC: `2026-03-01 10:27`, with the seconds when it has any
+ * (`10:27:14`), and without the date when `sameDayAs` (ISO) is on the same UTC day.
+ */
+export function formatUtc(iso: string, sameDayAs?: string): string {
+  const text = new Date(iso).toISOString(); // 2026-03-01T10:27:14.123Z
+  const day = text.slice(0, 10);
+  const time = text.slice(17, 23) === '00.000' ? text.slice(11, 16) : text.slice(11, 19);
+  return sameDayAs !== undefined && new Date(sameDayAs).toISOString().slice(0, 10) === day ? time : `${day} ${time}`;
+}

@@ -201,7 +201,7 @@ const ruleSchema = z
     resource: glob.optional(),
     action: z.enum(['allow', 'deny', 'forbid']),
     when: z
-      .record(z.string().regex(/^args\.[^.\s]+(\.[^.\s]+)*$/, 'conditions are on arguments: args.<dotted.path>'), conditionSchema)
+      .record(z.string().regex(/^args\.[^.\s]+(\.[^.\s]+)*$/, 'must be args.<dotted.path> (conditions are on arguments)'), conditionSchema)
       .optional(),
   })
   .refine((r) => [r.tool, r.prompt, r.resource].filter((x) => x !== undefined).length <= 1, {

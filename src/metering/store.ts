@@ -27,8 +27,13 @@ export interface UsageDelta extends UsageCounts {
 
 /** A usage row as reported (summed over the hours of a range). */
 export interface UsageRow extends UsageCounts {
+  /** Sum of the latencies, unrounded. */
   readonly latency_sum_ms: number;
+  /** Largest single latency, unrounded. */
   readonly latency_max_ms: number;
+  /** Start of the first and of the last hour with counters in this row (as stored). */
+  readonly first_hour: string;
+  readonly last_hour: string;
 }
 
 export type UsageGroup = 'consumer' | 'server' | 'tool';
@@ -64,8 +69,9 @@ export class UsageStore {
   }
 
   /**
-   * Totals over the hours that start in [since, until), grouped by the given columns (empty:
-   * one total row). Hours are whole: `since` is rounded down to its hour.
+   * Totals over whole hours, grouped by the given columns (empty: one total row): the hours from
+   * `hourFloor(since)` to `hourCeil(until)`, so an hour that `since` or `until` falls inside is
+   * counted whole.
    */
   query(q: UsageQuery): UsageRow[] {
     const where: string[] = [];
@@ -75,8 +81,10 @@ export class UsageStore {
       params['since'] = hourOf(new Date(q.since));
     }
     if (q.until) {
+      // Snapped up to the hour's end in the stored form: compared as text, a raw instant such as
+      // 10:00:00.500Z sorts before the stored "10:00:00Z" and would leave out the hour it is in.
       where.push('hour < @until');
-      params['until'] = q.until;
+      params['until'] = hourOf(new Date(hourCeil(q.until)));
     }
     if (q.consumerId) {
       where.push('consumer_id = @consumer');
@@ -87,11 +95,25 @@ export class UsageStore {
     const select = (['consumer_id', 'server', 'tool'] as const).map((c) => (group.includes(c) ? c : `'*' AS ${c}`));
     const sql = `SELECT ${select.join(', ')},
         sum(calls) AS calls, sum(errors) AS errors, sum(denied) AS denied, sum(rate_limited) AS rate_limited,
-        sum(latency_sum_ms) AS latency_sum_ms, max(latency_max_ms) AS latency_max_ms, sum(cost) AS cost
+        sum(latency_sum_ms) AS latency_sum_ms, max(latency_max_ms) AS latency_max_ms, sum(cost) AS cost,
+        min(hour) AS first_hour, max(hour) AS last_hour
       FROM usage_hourly ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ${group.length ? `GROUP BY ${group.join(', ')} ORDER BY ${group.join(', ')}` : ''}`;
     return (this.db.prepare(sql).all(params) as UsageRow[]).filter((r) => r.calls !== null);
   }
+}
+
+/** The length of a usage bucket. */
+export const HOUR_MS = 3_600_000;
+
+/** Start (epoch ms) of the UTC hour that the instant `iso` falls inside. */
+export function hourFloor(iso: string): number {
+  return Math.floor(Date.parse(iso) / HOUR_MS) * HOUR_MS;
+}
+
+/** End (epoch ms) of the UTC hour that `iso` falls inside; `iso` itself when it starts an hour. */
+export function hourCeil(iso: string): number {
+  return Math.ceil(Date.parse(iso) / HOUR_MS) * HOUR_MS;
 }
 
 let cachedHour = -1;
@@ -99,10 +121,10 @@ let cachedHourText = '';
 
 /** Start of the UTC hour of `d`, as stored in `usage_hourly.hour` (the last one is cached). */
 export function hourOf(d: Date): string {
-  const hour = Math.floor(d.getTime() / 3_600_000);
+  const hour = Math.floor(d.getTime() / HOUR_MS);
   if (hour !== cachedHour) {
     cachedHour = hour;
-    cachedHourText = `${new Date(hour * 3_600_000).toISOString().slice(0, 13)}:00:00Z`;
+    cachedHourText = `${new Date(hour * HOUR_MS).toISOString().slice(0, 13)}:00:00Z`;
   }
   return cachedHourText;
 }

@@ -299,7 +299,7 @@ export class ChildServer {
       totalRestarts: this.totalRestarts,
       nextRestartAt: this.nextStartAt ? new Date(this.nextStartAt).toISOString() : null,
       lastExit: this.lastExit,
-      lastError: this.lastErrorValue === null ? null : r.text(this.lastErrorValue),
+      lastError: this.redactedLastError(),
       tools: this.catalogValue.tools.length,
       prompts: this.catalogValue.prompts.length,
       resources: this.catalogValue.resources.length,
@@ -308,6 +308,7 @@ export class ChildServer {
       catalogLimited: this.catalogValue.limited,
       isolation: this.isolation,
       droppedNotifications: this.dropped,
+      stderrFirstError: this.stderr.firstError(),
       stderrTail: this.stderr.snapshot().map((l) => r.text(l)),
     };
   }
@@ -328,6 +329,7 @@ export class ChildServer {
 
   private async connect(): Promise<void> {
     this.setState('starting');
+    this.stderr.markStart();
     const env = childEnvironment(this.config, this.options.parentEnv);
     let isolate: ConstructorParameters<typeof ChildProcessTransport>[0]['isolate'];
     if (this.config.sandbox !== 'none') {
@@ -387,12 +389,21 @@ export class ChildServer {
       );
       this.hooks.onCatalogChanged(this);
     } catch (err) {
-      this.lastErrorValue = describeStartError(err, transport, deadline, this.config.cwd);
+      this.lastErrorValue = describeStartError(err, transport, deadline, this.config.cwd, this.stderr.firstError());
       this.log.warn(`could not start: ${this.lastErrorValue}`);
       if (!conn.closed) {
         conn.closed = true;
         void transport.close(500);
         this.afterExit();
+      }
+      // A command that does not exist, cannot be run, or a folder that is missing will not fix
+      // itself: failed now, not restarted again and again.
+      if (isPermanentStartError(err) && this.stateValue !== 'stopped') {
+        if (this.restartTimer) clearTimeout(this.restartTimer);
+        this.restartTimer = null;
+        this.nextStartAt = null;
+        this.setState('failed');
+        this.log.error(`marked failed: ${this.lastErrorValue}; it stays down until the gateway restarts`);
       }
       throw err;
     }
@@ -553,14 +564,18 @@ export class ChildServer {
     }
     if (this.stateValue === 'stopped') return;
     const wasReady = this.stateValue === 'ready';
-    if (wasReady) this.log.warn(`exited (${describeExit(exit ?? null)})`);
+    if (wasReady) {
+      const firstError = this.stderr.firstError();
+      this.lastErrorValue = `exited (${describeExit(exit ?? null)})${firstError ? `: ${firstError}` : ''}`;
+      this.log.warn(this.lastErrorValue);
+    }
     this.catalogValue = EMPTY_CATALOG;
     const decision = this.restarts.onExit(Date.now());
     if (!decision.restart) {
       this.nextStartAt = null;
       this.setState('failed');
       this.log.error(
-        `marked failed after ${this.config.restart.maxRestarts} restarts within ${this.config.restart.windowMs} ms; it stays down until the gateway restarts`,
+        `marked failed after ${this.config.restart.maxRestarts} restarts within ${this.config.restart.windowMs} ms (last: ${this.lastErrorValue ?? describeExit(exit ?? null)}); it stays down until the gateway restarts`,
       );
     } else {
       this.setState('restarting');
@@ -586,8 +601,8 @@ export class ChildServer {
       case 'failed':
         return new GatewayError(
           'SERVER_UNAVAILABLE',
-          `${base}: it exited ${this.config.restart.maxRestarts + 1} times within ${this.config.restart.windowMs} ms and stays down until the gateway restarts; see server_status for its last error`,
-          { server: this.id },
+          `server "${this.id}" has failed (${this.redactedLastError() ?? 'it exited too often'}) and stays down until the gateway restarts; server_status shows its last error and stderr`,
+          { server: this.id, failed: true },
         );
       case 'restarting':
       case 'starting': {
@@ -597,6 +612,10 @@ export class ChildServer {
       default:
         return new GatewayError('SERVER_UNAVAILABLE', `${base}`, { server: this.id });
     }
+  }
+
+  private redactedLastError(): string | null {
+    return this.lastErrorValue === null ? null : this.options.redactor.text(this.lastErrorValue);
   }
 
   private classify(err: unknown, conn: Connection, signal: AbortSignal): GatewayError {
@@ -654,6 +673,8 @@ export interface ChildStatus {
   readonly isolation: Isolation;
   /** Notifications for the agent dropped while it was not reading (the server is then paused until it does). */
   readonly droppedNotifications: number;
+  /** The first line of its stderr since it last started that reads as an error (redacted). */
+  readonly stderrFirstError: string | null;
   readonly stderrTail: readonly string[];
 }
 
@@ -669,13 +690,27 @@ function signalName(n: number): string | undefined {
   return Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0];
 }
 
-function describeStartError(err: unknown, transport: ChildProcessTransport, timeoutMs: number, cwd: string | undefined): string {
+/** Errors of spawning that a restart cannot fix (the command, its permissions, the folder). */
+function isPermanentStartError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'EACCES' || code === 'ENOTDIR';
+}
+
+function describeStartError(
+  err: unknown,
+  transport: ChildProcessTransport,
+  timeoutMs: number,
+  cwd: string | undefined,
+  firstError: string | null,
+): string {
   const e = err as NodeJS.ErrnoException & { code?: unknown };
   // spawn reports a missing working folder as ENOENT of the command: tell the two apart.
   if (e?.code === 'ENOENT' && cwd !== undefined && !existsSync(cwd)) return `working folder not found: ${cwd} (check "cwd")`;
   if (e?.code === 'ENOENT') return `command not found (ENOENT): check "command" and PATH`;
-  if (e?.code === 'EACCES') return `command not executable (EACCES)`;
-  if (transport.exit) return `exited during startup (${describeExit(transport.exit)})`;
+  if (e?.code === 'EACCES') return `command not executable (EACCES): check "command" and its permissions`;
+  // The first error line it wrote says why (`Error: Cannot find module …`), where the last lines of
+  // a stack trace do not.
+  if (transport.exit) return `exited during startup (${describeExit(transport.exit)})${firstError ? `: ${firstError}` : ''}`;
   if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) {
     return `did not answer initialize within ${timeoutMs} ms (startTimeoutMs)`;
   }

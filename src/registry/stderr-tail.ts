@@ -18,6 +18,8 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Redactor } from '../secrets/redactor.js';
 
 const MAX_LINE_CHARS = 1_000;
+/** A line that reads as an error: `Error: …`, `TypeError: …`, `ModuleNotFoundError`, `fatal:`, `panic:`, `Traceback`. */
+const ERROR_LINE = /\b(?:[A-Z]\w{0,40}(?:Error|Exception)|Error|ERROR|error|[Ff]atal|FATAL|panic|Traceback)\b/;
 
 /** The most lines kept only as context of a secret split across lines (bounds memory and work). */
 const MAX_CONTEXT_LINES = 64;
@@ -43,6 +45,7 @@ export class StderrTail {
   private readonly passed: string[] = [];
   private seq = 0;
   private timer: NodeJS.Timeout | null = null;
+  private firstErrorLine: string | null = null;
 
   /**
    * Keeps the last `keep` lines and passes lines to `onLine` at most `maxLinesPerSecond` a second
@@ -91,11 +94,28 @@ export class StderrTail {
     this.release(Infinity);
   }
 
+  /**
+   * The first line since the server last started that reads as an error (`Error: Cannot find
+   * module …`), redacted: what explains a failure is often the first such line, long before the
+   * last lines of a stack trace that the tail keeps.
+   */
+  firstError(): string | null {
+    const line = this.firstErrorLine;
+    if (line === null) return null;
+    return (this.redactor ? this.redactor.text(line) : line).slice(0, MAX_LINE_CHARS);
+  }
+
+  /** The server (re)starts: the next error line is the one that explains this run. */
+  markStart(): void {
+    this.firstErrorLine = null;
+  }
+
   private add(raw: string): void {
     // With a redactor, a line keeps `context` characters past the cut, so that a secret crossing
     // the cut is still found whole; the cut is made after redacting.
     const line = raw.replace(/\r$/, '').slice(0, MAX_LINE_CHARS + this.context);
     if (line.trim() === '') return;
+    if (this.firstErrorLine === null && ERROR_LINE.test(line)) this.firstErrorLine = line;
     this.lines.push(line);
     trimOldest(this.lines, this.keep, this.context);
     const now = this.now();

@@ -306,6 +306,10 @@ describe('audit log, stats, export', () => {
     const run = await cli(['usage', '--config', g.config, '--json', '--by', 'tool']);
     expect(run.code).toBe(0);
     expect(json(run)).toMatchObject({
+      bucket: 'hour',
+      // Without --since: from the first hour counted.
+      from: '2026-03-01T10:00:00.000Z',
+      since: null,
       by: 'tool',
       rows: [
         { server: 'github', tool: 'search', calls: 5, errors: 2, rate_limited: 2, avg_latency_ms: 100, cost: 0.05 },
@@ -318,6 +322,64 @@ describe('audit log, stats, export', () => {
     const table = await cli(['usage', '--config', g.config, '--by', 'server']);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^TOTAL\s+6\s/m);
+  });
+
+  test('usage --since 1m counts the current hour whole: --json gives the bucket bounds, the table says so', async () => {
+    // Counters of one consumer (gatewayDir has others, in 2026-03) for the current hour and one two
+    // hours before, as the gateway writes them.
+    const hourMs = 3_600_000;
+    // Not across an hour boundary between writing the rows and running the commands.
+    if (hourMs - (Date.now() % hourMs) < 15_000) await new Promise((r) => setTimeout(r, hourMs - (Date.now() % hourMs) + 100));
+    const start = Math.floor(Date.now() / hourMs) * hourMs;
+    const u = gatewayDir(1);
+    const db = openDatabase(u.db);
+    const at = (ms: number) => `${iso(ms).slice(0, 13)}:00:00Z`;
+    const delta = (hour: string, calls: number, latency_ms: number, latency_max_ms: number) => ({
+      hour,
+      consumer_id: 'dana',
+      server: 'github',
+      tool: 'search',
+      calls,
+      errors: 0,
+      denied: 0,
+      rate_limited: 0,
+      latency_ms,
+      latency_max_ms,
+      cost: 0.002 * calls,
+    });
+    // The issue's case: 5.357 ms, one call, was shown as avg 5.40 and max 5.36.
+    db.transaction(() =>
+      new UsageStore(db).addInTransaction([delta(at(start), 1, 5.357, 5.357), delta(at(start - 2 * hourMs), 5, 50, 10)]),
+    ).immediate();
+    db.close();
+
+    const run = await cli(['usage', 'dana', '--config', u.config, '--since', '1m', '--json']);
+    expect(run.code).toBe(0);
+    const report = json(run);
+    // The start of the hour "1m ago" falls inside (this one, unless run in an hour's first minute).
+    const since = Date.parse(report['since'] as string);
+    expect(report).toMatchObject({
+      bucket: 'hour',
+      from: iso(since - (since % hourMs)),
+      to: iso(start + hourMs),
+      until: null,
+      rows: [{ consumer: 'dana', calls: 1, avg_latency_ms: 5.36, max_latency_ms: 5.36, cost: 0.002 }],
+      total: { calls: 1 },
+    });
+    // Every number in the JSON is rounded (no float noise such as 22.448361999999634).
+    expect(run.stdout.match(/\d+\.\d{7,}/)).toBeNull();
+
+    const table = await cli(['usage', 'dana', '--config', u.config, '--since', '1m']);
+    expect(table.code).toBe(0);
+    const lines = table.stdout.split('\n');
+    expect(lines[0]).toMatch(/^usage from .* UTC \(counted per hour\)$/);
+    expect(lines[0]).toContain(`${iso(start + hourMs).slice(11, 16)} UTC (counted per hour)`);
+    expect(lines[1]).toMatch(/^--since .* counted whole$/);
+    expect(table.stdout).toMatch(/^dana\s+1\s+0\s+0\s+0\s+5\.36\s+5\.36\s+0\.002000$/m);
+
+    // Without --since, both hours; the earlier one starts the range.
+    const all = json(await cli(['usage', 'dana', '--config', u.config, '--json']));
+    expect(all).toMatchObject({ from: iso(start - 2 * hourMs), to: iso(start + hourMs), total: { calls: 6 } });
   });
 
   test('a database file that is not SQLite, or is missing, is exit 2 naming the file', async () => {
@@ -399,8 +461,15 @@ describe('gateway tools', () => {
     expect(stats['total']).toBeGreaterThanOrEqual(3);
 
     // Counters are held in memory up to a second; the tool writes them before reading.
-    const usage = structured(await call(admin, 'usage', { by: 'tool' }));
+    const hourEnd = (ms: number) => ms - (ms % 3_600_000) + 3_600_000;
+    const before = hourEnd(Date.now());
+    const usage = structured(await call(admin, 'usage', { by: 'tool', since: '1m' }));
+    const after = hourEnd(Date.now());
     expect(usage['rows']).toContainEqual(expect.objectContaining({ server: 'echo', tool: 'echo', calls: 3 }));
+    // The hour bounds counted: from the start of the hour "1m ago" falls inside, to the end of this one.
+    const since = Date.parse(usage['since'] as string);
+    expect(usage).toMatchObject({ bucket: 'hour', from: iso(hourEnd(since) - 3_600_000) });
+    expect([iso(before), iso(after)]).toContain(usage['to']);
   });
 
   test('bad arguments are INVALID_ARGUMENTS', async () => {

@@ -1,6 +1,6 @@
 /**
  * The CLI as a user runs it (design §2, §3, §11): exit codes and one-line reasons for a bad
- * config or a missing credential, `init`, `check`, `servers list`, `claude-config`, and `--help`.
+ * config or a missing credential, every problem of a config listed, `init`, `check`, `servers list`, `claude-config`, and `--help`.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -136,6 +136,56 @@ describe('serve refuses a bad config with exit code 2 and one line naming the fi
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr, args.join(' ')).toContain('servers[0].id');
     }
+  });
+});
+
+describe('a config with several problems: every one is listed, one a line, in our words', () => {
+  /** A config with three problems, in three places; the did-you-mean names the key meant. */
+  const threeProblems = () =>
+    testConfig({
+      servers: [
+        { id: 'a', command: 'node', timeout: 5000 },
+        { id: 'b', args: 'not a list' },
+      ],
+    });
+  const PATHS = ['servers[0]', 'servers[1].command', 'servers[1].args'];
+
+  test('check: exit 2, the file on the first line, then each problem as <path>: <reason>', async () => {
+    const { dir, file } = configIn(threeProblems());
+    const r = await cli(['check', '--config', file], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines[0]!.startsWith(`mcp-gateway: ${file}: `)).toBe(true);
+    const problems = lines.slice(1).map((l) => l.trim());
+    expect(problems.map((l) => l.slice(0, l.indexOf(': ')))).toEqual(PATHS);
+    expect(problems[0]).toContain('"timeout"');
+    expect(problems[0]).toContain('"timeoutMs"');
+    for (const line of problems) expect(line).not.toMatch(/Invalid input|expected|received/);
+    expect(existsSync(path.join(dir, 'gateway.db'))).toBe(false);
+  });
+
+  test('serve: exit 2 before starting anything, naming the file and the first problem', async () => {
+    const { dir, file } = configIn(threeProblems());
+    const r = await cli(['serve', '--config', file], { cwd: dir, env: WITH_KEY });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    const lines = reasonLines(r.stderr);
+    expect(lines[0]).toContain(file);
+    expect(r.stderr).toContain(PATHS[0]);
+    expect(existsSync(path.join(dir, 'gateway.db'))).toBe(false);
+  });
+
+  test('every unset variable is listed', async () => {
+    const { dir, file } = configIn(
+      testConfig({
+        servers: [{ id: 'svc', command: '${UNSET_BIN_FOR_TEST}', env: { A: '${UNSET_A_FOR_TEST}', B: '${UNSET_B_FOR_TEST}' } }],
+      }),
+    );
+    const r = await cli(['check', '--config', file], { cwd: dir });
+    expect(r.code).toBe(2);
+    for (const name of ['UNSET_BIN_FOR_TEST', 'UNSET_A_FOR_TEST', 'UNSET_B_FOR_TEST']) expect(r.stderr).toContain(name);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(4);
   });
 });
 

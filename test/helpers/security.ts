@@ -32,10 +32,10 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-/** Runs the CLI with only this environment (plus PATH and HOME), stdin closed at once. */
+/** Runs the CLI with only this environment (plus PATH and HOME), stdin given `stdin` (or nothing) and closed. */
 export function cli(
   args: readonly string[],
-  options: { cwd?: string; env?: Record<string, string>; umask?: string; timeoutMs?: number } = {},
+  options: { cwd?: string; env?: Record<string, string>; umask?: string; timeoutMs?: number; stdin?: string } = {},
 ): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const argv = [BIN, ...args];
@@ -56,7 +56,7 @@ export function cli(
     proc.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
     proc.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
     proc.stdin.on('error', () => {});
-    proc.stdin.end();
+    proc.stdin.end(options.stdin ?? '');
     const timer = setTimeout(() => proc.kill('SIGKILL'), options.timeoutMs ?? 60_000);
     proc.on('error', reject);
     proc.on('close', (code, signal) => {

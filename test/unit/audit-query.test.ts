@@ -334,7 +334,7 @@ describe('usageReport', () => {
         errors: 2,
         denied: 0,
         rate_limited: 0,
-        avg_latency_ms: 55.6,
+        avg_latency_ms: 55.56,
         max_latency_ms: 105,
         cost: 0.03,
       },

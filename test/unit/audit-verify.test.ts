@@ -319,13 +319,24 @@ describe('keys and rewrites', () => {
 });
 
 describe('anchors', () => {
-  test('parseAnchor accepts seq:hash and refuses anything else', () => {
+  test('parseAnchor accepts seq:hash, or the first 16+ hex digits of the hash, and refuses anything else', () => {
     const hash = 'A'.repeat(64);
     expect(parseAnchor(`12:${hash}`)).toEqual({ seq: 12, hash: 'a'.repeat(64) });
+    expect(parseAnchor(`12:${hash.slice(1)}`)).toEqual({ seq: 12, hash: 'a'.repeat(63) });
+    expect(parseAnchor(`12:${hash.slice(0, 16)}…`)).toEqual({ seq: 12, hash: 'a'.repeat(16) });
+    expect(parseAnchor(`12:${hash.slice(0, 15)}`)).toBeNull();
+    expect(parseAnchor(`12:${hash}0`)).toBeNull();
     expect(parseAnchor('12')).toBeNull();
     expect(parseAnchor(`x:${hash}`)).toBeNull();
-    expect(parseAnchor(`12:${hash.slice(1)}`)).toBeNull();
     expect(parseAnchor(`-1:${hash}`)).toBeNull();
+  });
+
+  test('an anchor with a hash prefix passes on its row, and fails "anchor-mismatch" on a rewritten one', () => {
+    fill(10);
+    const prefix = rowAt(7).hash.slice(0, 16);
+    expect(verifyChain(db, { hmacKey: null, anchor: parseAnchor(`7:${prefix}`)! })).toMatchObject({ ok: true, rows: 10 });
+    const other = prefix.replace(/^./, (c) => (c === '0' ? '1' : '0'));
+    expectFailure(verifyChain(db, { hmacKey: null, anchor: parseAnchor(`7:${other}`)! }), 7, 'anchor-mismatch');
   });
 
   test('an anchor whose hash differs is "anchor-mismatch" at its seq', () => {

@@ -1,14 +1,16 @@
 /**
  * Unit tests of the config loader (design §2): the design's example parses, every error names the
- * file and the path inside it, `${VAR}` interpolation, relative paths, strictness, defaults.
+ * file and the path inside it, every problem of a file is listed in our words (with a did-you-mean
+ * for unknown keys), `${VAR}` interpolation, relative paths, strictness, defaults.
  * The CLI's exit code 2 for a bad config is checked end to end in test/e2e/config-cli.test.ts.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { ConfigError, findConfigFile, loadConfig, parseConfig } from '../../src/config/load.js';
+import { ConfigError, findConfigFile, loadConfig, MAX_LISTED_PROBLEMS, parseConfig, type ConfigProblem } from '../../src/config/load.js';
 import { formatPath, interpolate, interpolateString, UnsetVariableError } from '../../src/config/interpolate.js';
+import { didYouMean, type ConfigProblemKind } from '../../src/config/problems.js';
 import { configSchema } from '../../src/config/schema.js';
 
 const FILE = '/etc/mcp/gateway.yaml';
@@ -446,5 +448,269 @@ describe('defaults', () => {
 
   test('the schema alone fills the same defaults', () => {
     expect(configSchema.parse({}).naming.separator).toBe('__');
+  });
+});
+
+/** zod's own wording, which must never reach a user. */
+const LIBRARY_WORDING = /Invalid input|expected|received|Too (small|big)|Unrecognized key|Invalid (option|key|URL|string|element)/;
+/** The yaml library's internal names, which must never reach a user either. */
+const YAML_INTERNALS = /flow-(map|seq)|block-(map|seq)|parseAllDocuments|Implicit|compact mapping|token/;
+
+const problemsOf = (text: string, env: NodeJS.ProcessEnv = {}) => parseError(text, env).problems;
+const pathsAndKinds = (problems: readonly ConfigProblem[]) => problems.map((p) => [p.path, p.kind]);
+
+describe('every problem is listed, in our words', () => {
+  const cases: [what: string, yaml: string, expected: [path: string | undefined, kind: ConfigProblemKind][]][] = [
+    ['a string for a list', serversYaml('{ id: a, command: node, args: "not a list" }'), [['servers[0].args', 'type']]],
+    ['a word for a number', serversYaml('{ id: a, command: node, timeoutMs: soon }'), [['servers[0].timeoutMs', 'type']]],
+    ['a fraction for a whole number', serversYaml('{ id: a, command: node, timeoutMs: 1.5 }'), [['servers[0].timeoutMs', 'type']]],
+    ['an infinite number', serversYaml('{ id: a, command: node, timeoutMs: .inf }'), [['servers[0].timeoutMs', 'type']]],
+    ['a word for true/false', serversYaml('{ id: a, command: node, enabled: maybe }'), [['servers[0].enabled', 'type']]],
+    ['a number for a string', serversYaml('{ id: a, command: node, env: { PORT: 8080 } }'), [['servers[0].env.PORT', 'type']]],
+    ['a value for a mapping', 'metering: true', [['metering', 'type']]],
+    ['a mapping for a list', 'servers: { id: a }', [['servers', 'type']]],
+    ['an empty value', 'servers:', [['servers', 'type']]],
+    ['a missing value', serversYaml('{ id: a, command: node }', '{ id: b }'), [['servers[1].command', 'required']]],
+    ['a missing choice', 'policies: [{ id: p, roles: [r], rules: [{ tool: x }] }]', [['policies[0].rules[0].action', 'required']]],
+    ['a value not among the choices', serversYaml('{ id: a, command: node, start: later }'), [['servers[0].start', 'choice']]],
+    ['an unknown key', serversYaml('{ id: a, command: node, timeout: 5 }'), [['servers[0]', 'unknown_key']]],
+    ['a number too small', serversYaml('{ id: a, command: node, timeoutMs: 0 }'), [['servers[0].timeoutMs', 'range']]],
+    ['a number not above zero', 'rateLimit: { defaultPerMinute: 0 }', [['rateLimit.defaultPerMinute', 'range']]],
+    ['a number too large', 'limits: { maxNameBytes: 99999999 }', [['limits.maxNameBytes', 'range']]],
+    ['a string too long', 'naming: { separator: "_____" }', [['naming.separator', 'range']]],
+    ['an empty string', serversYaml('{ id: a, command: "" }'), [['servers[0].command', 'range']]],
+    ['an empty list', 'policies: [{ id: p, roles: [], rules: [{ action: allow }] }]', [['policies[0].roles', 'range']]],
+    ['not a URL', 'auth: { jwt: { jwksUri: notaurl, algorithms: [RS256] } }', [['auth.jwt.jwksUri', 'format']]],
+    ['an id of the wrong form', serversYaml('{ id: Bad_Id, command: node }'), [['servers[0].id', 'format']]],
+    [
+      'a union, no branch of that type',
+      'auth: { jwt: { jwksUri: "https://x.example", algorithms: [RS256], audience: 5 } }',
+      [['auth.jwt.audience', 'type']],
+    ],
+    [
+      'a union, the list branch',
+      'auth: { jwt: { jwksUri: "https://x.example", algorithms: [RS256], audience: [1] } }',
+      [['auth.jwt.audience[0]', 'type']],
+    ],
+    [
+      'a union in a condition',
+      'policies: [{ id: p, roles: [r], rules: [{ action: allow, when: { args.x: { in: 5 } } }] }]',
+      [['policies[0].rules[0].when["args.x"].in', 'type']],
+    ],
+    ['a bad key in a record', serversYaml('{ id: a, command: node, env: { "bad name": x } }'), [['servers[0].env["bad name"]', 'invalid']]],
+    ['a refinement of our own', 'auth: { apiKeys: { static: [{ id: k1, consumerId: c }] } }', [['auth.apiKeys.static[0]', 'invalid']]],
+    [
+      'a glob of our own refusing',
+      'policies: [{ id: p, roles: [r], rules: [{ action: allow, tool: "(a)" }] }]',
+      [['policies[0].rules[0].tool', 'invalid']],
+    ],
+    ['a top level that is a list', '- a\n- b\n', [[undefined, 'file']]],
+    ['YAML syntax', 'servers:\n  - id: a\n    command: [unclosed\n', [['line 4, column 1', 'yaml']]],
+    ['a tab for indentation', 'servers:\n\t- id: a\n', [['line 2, column 1', 'yaml']]],
+    ['an alias to nothing', 'database: *nope\n', [[undefined, 'yaml']]],
+  ];
+
+  test.each(cases)('%s', (_what, yaml, expected) => {
+    const problems = problemsOf(yaml);
+    expect(pathsAndKinds(problems)).toEqual(expected);
+    for (const p of problems) {
+      expect(p.message.length, p.path).toBeGreaterThan(5);
+      expect(p.message, p.path).not.toMatch(LIBRARY_WORDING);
+      expect(p.message, p.path).not.toMatch(YAML_INTERNALS);
+    }
+  });
+
+  test('a config with 3 problems lists all 3, one a line, after a first line naming the file', () => {
+    const err = parseError(serversYaml('{ id: a, command: node, timeout: 5 }', '{ id: b }', '{ id: c, command: node, start: later }'));
+    expect(pathsAndKinds(err.problems)).toEqual([
+      ['servers[0]', 'unknown_key'],
+      ['servers[1].command', 'required'],
+      ['servers[2].start', 'choice'],
+    ]);
+    const lines = err.message.split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[0]!.startsWith(`${FILE}: `)).toBe(true);
+    err.problems.forEach((p, i) => expect(lines[i + 1]).toBe(`  ${p.path}: ${p.message}`));
+    // The first problem is still `where` and `reason`.
+    expect([err.where, err.reason]).toEqual([err.problems[0]!.path, err.problems[0]!.message]);
+  });
+
+  test('one problem is one line, as before', () => {
+    const err = parseError(serversYaml('{ id: a, command: node }', '{ id: b }'));
+    expect(err.problems).toHaveLength(1);
+    expect(err.message).toBe(`${FILE}: servers[1].command: ${err.reason}`);
+    expect(err.summary).toBe(err.message);
+  });
+
+  test(`30 problems: the message lists ${MAX_LISTED_PROBLEMS} and counts the other 10; problems holds all 30`, () => {
+    const servers = Array.from({ length: 30 }, (_, i) => `{ id: s${i} }`);
+    const err = parseError(serversYaml(...servers));
+    expect(err.problems).toHaveLength(30);
+    expect(err.problems.every((p) => p.kind === 'required')).toBe(true);
+    const lines = err.message.split('\n');
+    expect(lines).toHaveLength(1 + MAX_LISTED_PROBLEMS + 1);
+    expect(lines[0]!.startsWith(`${FILE}: `)).toBe(true);
+    expect(lines.slice(1, 1 + MAX_LISTED_PROBLEMS).map((l) => l.trim().split(': ')[0])).toEqual(
+      Array.from({ length: MAX_LISTED_PROBLEMS }, (_, i) => `servers[${i}].command`),
+    );
+    expect(lines.at(-1)).toMatch(/\b10 more problems$/);
+  });
+
+  test('the summary is one line: the file, the first problem, and how many more', () => {
+    const err = parseError(serversYaml('{ id: a }', '{ id: b }', '{ id: c }'));
+    expect(err.summary.split('\n')).toHaveLength(1);
+    expect(err.summary.startsWith(`${FILE}: servers[0].command: ${err.reason}`)).toBe(true);
+    expect(err.summary).toMatch(/\b2 more\b/);
+  });
+
+  test('problems are listed in the order of the file, not of the schema', () => {
+    const problems = problemsOf(`servers:
+  - { id: a, command: node, timeout: 5 }
+audit: { hashchain: false }
+database: ""
+naming: { separator: "" }
+`);
+    expect(problems.map((p) => p.path)).toEqual(['servers[0]', 'audit', 'database', 'naming.separator']);
+  });
+
+  test('several issues at one path are one problem; an empty value is the whole story', () => {
+    // "" is also too short for the pattern and has no character server ids cannot: not listed.
+    expect(pathsAndKinds(problemsOf('naming: { separator: "" }'))).toEqual([['naming.separator', 'range']]);
+    // Reserved and duplicate: two messages, one problem, one line.
+    const problems = problemsOf(serversYaml('{ id: gateway, command: node }', '{ id: gateway, command: node }'));
+    expect(problems.map((p) => p.path)).toEqual(['servers[0].id', 'servers[1].id']);
+  });
+
+  test('each unknown key is its own problem', () => {
+    const problems = problemsOf(serversYaml('{ id: a, command: node, restart: { retries: 3, maxRestart: 2 } }'));
+    expect(pathsAndKinds(problems)).toEqual([
+      ['servers[0].restart', 'unknown_key'],
+      ['servers[0].restart', 'unknown_key'],
+    ]);
+  });
+
+  test('several YAML syntax errors: one problem per line of the file, each with its line and column', () => {
+    const problems = problemsOf('servers:\n  - id: a\n  command: x\n- b\n');
+    expect(problems.length).toBeGreaterThan(1);
+    expect(new Set(problems.map((p) => p.path!.split(',')[0])).size).toBe(problems.length);
+    for (const p of problems) {
+      expect(p.kind).toBe('yaml');
+      expect(p.path).toMatch(/^line \d+, column \d+$/);
+      expect(p.message).not.toMatch(YAML_INTERNALS);
+    }
+  });
+
+  test("YAML errors are rephrased without the library's internals", () => {
+    for (const text of [
+      '}{][',
+      'a: 1\n---\nb: 2\n',
+      'database: "abc\nservers: []\n',
+      'a: 1\nb: 2\n  c: 3\n',
+      'a: "\\q"\n',
+      'a: @x\n',
+      'a: [\n  - b\n]\n',
+      'database: a.db\ndatabase: b.db\n',
+    ]) {
+      for (const p of problemsOf(text)) {
+        expect(p.kind, text).toBe('yaml');
+        expect(p.message, text).not.toMatch(YAML_INTERNALS);
+        expect(p.message, text).not.toMatch(LIBRARY_WORDING);
+      }
+    }
+  });
+
+  test('the single-problem constructor keeps its contract (used after parsing, e.g. for a public key)', () => {
+    const err = new ConfigError(FILE, 'auth.jwt.publicKey', 'cannot be read');
+    expect(err).toMatchObject({ file: FILE, where: 'auth.jwt.publicKey', reason: 'cannot be read', exitCode: 2, name: 'ConfigError' });
+    expect(err.problems).toEqual([{ path: 'auth.jwt.publicKey', message: 'cannot be read', kind: 'invalid' }]);
+    expect(err.message).toBe(`${FILE}: auth.jwt.publicKey: cannot be read`);
+  });
+
+  test('a missing file is one problem of kind "file"', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mcpgw-config-'));
+    expect(pathsAndKinds(configError(() => loadConfig('nope.yaml', {}, dir)).problems)).toEqual([[undefined, 'file']]);
+  });
+});
+
+describe('did you mean: unknown keys and choices', () => {
+  const cases: [typed: string, yaml: (key: string) => string, path: string, suggestion: string | undefined][] = [
+    ['timeout', (k) => serversYaml(`{ id: a, command: node, ${k}: 5 }`), 'servers[0]', 'timeoutMs'],
+    ['comand', (k) => serversYaml(`{ id: a, command: node, ${k}: x }`), 'servers[0]', 'command'],
+    ['startTimout', (k) => serversYaml(`{ id: a, command: node, ${k}: 5 }`), 'servers[0]', 'startTimeoutMs'],
+    ['tiemoutMs', (k) => serversYaml(`{ id: a, command: node, ${k}: 5 }`), 'servers[0]', 'timeoutMs'],
+    ['maxRestart', (k) => serversYaml(`{ id: a, command: node, restart: { ${k}: 2 } }`), 'servers[0].restart', 'maxRestarts'],
+    ['servrs', (k) => `${k}: []`, '(top level)', 'servers'],
+    ['Servers', (k) => `${k}: []`, '(top level)', 'servers'],
+    ['hashchain', (k) => `audit: { ${k}: false }`, 'audit', 'hashChain'],
+    ['acton', (k) => `policies: [{ id: p, roles: [r], rules: [{ action: allow, ${k}: deny }] }]`, 'policies[0].rules[0]', 'action'],
+    ['perMinut', (k) => `rateLimit: { rules: [{ perMinute: 5, ${k}: 5 }] }`, 'rateLimit.rules[0]', 'perMinute'],
+    ['retries', (k) => serversYaml(`{ id: a, command: node, restart: { ${k}: 3 } }`), 'servers[0].restart', undefined],
+    ['colour', (k) => `${k}: red`, '(top level)', undefined],
+  ];
+
+  test.each(cases)('%s', (typed, yaml, path, suggestion) => {
+    const [problem, ...rest] = problemsOf(yaml(typed));
+    expect(rest).toEqual([]);
+    expect(problem).toMatchObject({ path, kind: 'unknown_key' });
+    expect(problem!.suggestion).toBe(suggestion);
+    expect(problem!.message).toContain(`"${typed}"`);
+    if (suggestion) expect(problem!.message).toContain(`"${suggestion}"`);
+  });
+
+  test('a value close to one of the choices', () => {
+    expect(problemsOf(serversYaml('{ id: a, command: node, start: Lazy }'))[0]).toMatchObject({ kind: 'choice', suggestion: 'lazy' });
+    expect(problemsOf(serversYaml('{ id: a, command: node, sandbox: nonee }'))[0]).toMatchObject({ kind: 'choice', suggestion: 'none' });
+    expect(problemsOf(serversYaml('{ id: a, command: node, start: later }'))[0]!.suggestion).toBeUndefined();
+  });
+
+  test('didYouMean: case-insensitive, swaps count as one edit, only when close', () => {
+    const keys = ['timeoutMs', 'startTimeoutMs', 'command', 'args', 'env'];
+    expect(didYouMean('TIMEOUTMS', keys)).toBe('timeoutMs');
+    expect(didYouMean('comamnd', keys)).toBe('command');
+    expect(didYouMean('timeout', keys)).toBe('timeoutMs');
+    expect(didYouMean('arg', keys)).toBe('args');
+    expect(didYouMean('xyz', keys)).toBeUndefined();
+    expect(didYouMean('environment', keys)).toBeUndefined();
+    expect(didYouMean('command', keys)).toBeUndefined();
+  });
+});
+
+describe('unset variables: every one is listed, with the rest of the problems', () => {
+  test('all unset variables, each at its path, several in one string too', () => {
+    const err = parseError(
+      serversYaml(
+        '{ id: a, command: "${BIN}", env: { URL: "postgres://${DB_USER}:${DB_PASS}@db" } }',
+        '{ id: b, command: node, args: ["--token=${B_TOKEN}"] }',
+      ),
+    );
+    expect(pathsAndKinds(err.problems)).toEqual([
+      ['servers[0].command', 'variable'],
+      ['servers[0].env.URL', 'variable'],
+      ['servers[0].env.URL', 'variable'],
+      ['servers[1].args[0]', 'variable'],
+    ]);
+    ['BIN', 'DB_USER', 'DB_PASS', 'B_TOKEN'].forEach((name, i) => expect(err.problems[i]!.message).toContain(name));
+  });
+
+  test('what follows from an unset variable is not listed; other problems are', () => {
+    const err = parseError(serversYaml('{ id: a, command: "${BIN}", timeoutMs: "${T}", start: later }'));
+    expect(pathsAndKinds(err.problems)).toEqual([
+      ['servers[0].command', 'variable'],
+      ['servers[0].timeoutMs', 'variable'],
+      ['servers[0].start', 'choice'],
+    ]);
+  });
+
+  test('a mistyped reference is listed with the others', () => {
+    const err = parseError(serversYaml('{ id: a, command: node, env: { A: "${GITHUB-TOKEN}", B: "${UNSET_B}" } }'));
+    expect(pathsAndKinds(err.problems)).toEqual([
+      ['servers[0].env.A', 'variable'],
+      ['servers[0].env.B', 'variable'],
+    ]);
+  });
+
+  test('commands that start no server still read unset server variables as empty', () => {
+    const text = serversYaml('{ id: a, command: node, env: { T: "${UNSET_T}" } }');
+    expect(parseConfig(text, FILE, {}, { withoutServerSecrets: true }).config.servers[0]!.env).toEqual({ T: '' });
   });
 });

@@ -35,6 +35,15 @@ describe('documentation agrees with the code', () => {
     expect(documented.sort()).toEqual(Object.keys(ERROR_CODES).sort());
   });
 
+  test('no command the README gives runs another package: no `npx mcp-gateway`, and the package has a name of its own', () => {
+    const blocks = [...readme.matchAll(/```(?:sh|bash)?\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    expect(blocks.join('\n')).not.toMatch(/\bnpx\s+mcp-gateway\b/);
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { name: string; bin: Record<string, string> };
+    expect(pkg.name).not.toBe('mcp-gateway');
+    expect(Object.keys(pkg.bin)).toEqual(['mcp-gateway']);
+    expect(readme).toContain(`npm install -g ${pkg.name}`);
+  });
+
   test('the README CLI section names every command', () => {
     const names = (cmd: ReturnType<typeof buildProgram>, prefix = ''): string[] =>
       cmd.commands.flatMap((c) => {

@@ -106,7 +106,11 @@ export async function auditStatsCommand(options: Common & RangeOptions): Promise
 /** `audit verify`: exit 0 when the chain (and the anchor) hold, 1 naming the first bad seq. */
 export async function auditVerifyCommand(options: Common & { anchor?: string }): Promise<void> {
   const anchor = options.anchor === undefined ? undefined : parseAnchor(options.anchor);
-  if (anchor === null) throw usageError(`--anchor: "${options.anchor}" is not seq:hash as printed by \`audit head\` (e.g. 1042:9f86d0…)`);
+  if (anchor === null) {
+    throw usageError(
+      `--anchor: "${options.anchor}" is not seq:hash as printed by \`audit head\`, with at least the first 16 hex digits of the hash (e.g. 1042:9f86d081884c7d65)`,
+    );
+  }
   await withReadOnlyDb(options, (db, loaded) => {
     let hmacKey: Buffer | null;
     try {

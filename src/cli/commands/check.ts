@@ -10,6 +10,8 @@ import { Registry } from '../../registry/registry.js';
 import { gatewaySecrets } from '../../secrets/secrets.js';
 import { Redactor } from '../../secrets/redactor.js';
 import { openDatabase } from '../../store/db.js';
+import { KeyStore } from '../../store/keys.js';
+import { rolesNoPolicyNames, unnamedRolesWarning } from '../../policy/roles.js';
 import { PolicyEngine } from '../../policy/index.js';
 import { JwtVerifier } from '../../identity/jwt.js';
 import { VERSION } from '../../version.js';
@@ -28,16 +30,26 @@ export async function check(options: { config?: string; json?: boolean }): Promi
     throw new CliError(`${loaded.file}: ${(err as Error).message}`, 2);
   }
   const db = openDatabase(config.database);
+  const keyRoles: { id: string; roles: readonly string[] }[] = [];
   try {
     if (config.audit.enabled) new AuditStore(db, { hashChain: config.audit.hashChain, hmacKey: secrets.hmacKey }).checkMode();
+    const now = Date.now();
+    for (const k of new KeyStore(db).list()) {
+      if (!k.revokedAt && !k.disabled && !(k.expiresAt && Date.parse(k.expiresAt) <= now)) keyRoles.push({ id: k.id, roles: k.roles });
+    }
   } catch (err) {
     db.close();
     throw checkFailed((err as Error).message);
   }
   db.close();
+  for (const k of config.auth.apiKeys.static) if (k.enabled) keyRoles.push({ id: k.id, roles: k.roles });
+  const unnamedRoles = keyRoles
+    .map((k) => ({ key: k.id, roles: rolesNoPolicyNames(config.policies, k.roles) }))
+    .filter((k) => k.roles.length > 0);
 
   const redactor = new Redactor(secrets.values);
-  const logger = createLogger({ level: process.env['MCP_GATEWAY_LOG_LEVEL'] ?? 'warn', redactor });
+  // Quiet: what went wrong with each server is in the report below, once (MCP_GATEWAY_LOG_LEVEL shows the log too).
+  const logger = createLogger({ level: process.env['MCP_GATEWAY_LOG_LEVEL'] ?? 'silent', redactor });
   const registry = new Registry(config, {
     logger,
     redactor,
@@ -73,6 +85,7 @@ export async function check(options: { config?: string; json?: boolean }): Promi
       catalogLimited: s.catalogLimited,
       isolation: s.isolation,
       error: s.lastError,
+      stderrFirstError: ok ? null : s.stderrFirstError,
       stderrTail: ok ? [] : s.stderrTail.slice(-5),
     };
   });
@@ -84,9 +97,13 @@ export async function check(options: { config?: string; json?: boolean }): Promi
       servers: report,
       disabled: registry.disabledServers().map((s) => s.id),
       uriConflicts: redactor.value(conflicts),
+      rolesInNoPolicy: unnamedRoles,
     });
   } else {
-    const out: string[] = [`config ${loaded.file}: valid (${config.servers.length} servers, ${config.policies.length} policies)`];
+    const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+    const out: string[] = [
+      `config ${loaded.file}: valid (${count(config.servers.length, 'server', 'servers')}, ${count(config.policies.length, 'policy', 'policies')})`,
+    ];
     for (const r of report) {
       out.push(
         r.ok
@@ -96,16 +113,20 @@ export async function check(options: { config?: string; json?: boolean }): Promi
       out.push(`          isolation: ${r.isolation.mode === 'namespaces' ? r.isolation.reason : `NONE (${r.isolation.reason})`}`);
       for (const x of r.excludedTools) out.push(`          tool ${x.name} left out: ${x.reason}`);
       if (r.catalogLimited) out.push(`          catalog cut: ${r.catalogLimited}`);
+      if (r.stderrFirstError && !(r.error ?? '').includes(r.stderrFirstError))
+        out.push(`          stderr (first error): ${r.stderrFirstError}`);
       for (const line of r.stderrTail) out.push(`          stderr: ${line}`);
     }
     for (const s of registry.disabledServers()) out.push(`  off     ${s.id}: enabled: false`);
     for (const c of conflicts)
       out.push(redactor.text(`  warning: ${c.uri} is offered by ${c.servers.join(', ')}; ${c.servedBy} serves it (first in config order)`));
+    for (const k of unnamedRoles) out.push(`  warning: ${unnamedRolesWarning(config.policies, k.roles, `key ${k.key}`)}`);
     if (config.auth.anonymous) out.push('  warning: auth.anonymous is true: callers without a credential get the "anonymous" role');
     if (config.policies.length === 0) out.push('  note: no policies: every call will be refused (default deny)');
     out.push(`checked in ${Date.now() - started} ms`);
     process.stdout.write(`${out.join('\n')}\n`);
   }
   const failed = report.filter((r) => !r.ok).map((r) => r.id);
-  if (failed.length > 0) throw checkFailed(`server(s) did not start: ${failed.join(', ')}`);
+  if (failed.length > 0)
+    throw checkFailed(`${failed.length === 1 ? 'a server' : `${failed.length} servers`} did not start: ${failed.join(', ')}`);
 }

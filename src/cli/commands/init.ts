@@ -1,5 +1,7 @@
 /** `mcp-gateway init`: writes a commented gateway.yaml and keeps the database out of git. */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { compileGlob } from '../../config/glob.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initTemplate } from '../template.js';
@@ -12,10 +14,11 @@ export function demoServerPath(): string {
   return fileURLToPath(new URL('../../../demo/demo-server.js', import.meta.url));
 }
 
-export async function init(options: { dir: string; force?: boolean }): Promise<void> {
-  const dir = path.resolve(options.dir);
+export async function init(options: { dir: string; force?: boolean; config?: string }): Promise<void> {
+  // --config names the file to write (like every command's --config names the file to read).
+  const file = options.config !== undefined ? path.resolve(options.config) : path.join(path.resolve(options.dir), 'gateway.yaml');
+  const dir = path.dirname(file);
   mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, 'gateway.yaml');
   if (existsSync(file) && !options.force) {
     throw usageError(`${file} already exists (use --force to overwrite it)`);
   }
@@ -23,8 +26,8 @@ export async function init(options: { dir: string; force?: boolean }): Promise<v
 
   const gitignore = path.join(dir, '.gitignore');
   const existing = existsSync(gitignore) ? readFileSync(gitignore, 'utf8') : '';
-  const present = new Set(existing.split(/\r?\n/).map((l) => l.trim()));
-  const missing = IGNORE_LINES.filter((l) => !present.has(l));
+  // A file that already ignores what is needed (`*.db`, a rule in a parent folder) is left alone.
+  const missing = IGNORE_LINES.filter((name) => !isIgnored(dir, name, existing));
   if (missing.length > 0) {
     const prefix = existing === '' || existing.endsWith('\n') ? '' : '\n';
     writeFileSync(gitignore, `${existing}${prefix}# mcp-gateway database (keys, audit log, usage)\n${missing.join('\n')}\n`);
@@ -38,4 +41,28 @@ export async function init(options: { dir: string; force?: boolean }): Promise<v
       `  mcp-gateway keys create "my laptop" me reader --config ${file}\n` +
       `  mcp-gateway claude-config --config ${file}\n`,
   );
+}
+
+/**
+ * Whether git ignores `name` in `dir`: asked of git itself when `dir` is in a repository (every
+ * .gitignore and exclude file counts), else read from the folder's own .gitignore text.
+ */
+function isIgnored(dir: string, name: string, gitignoreText: string): boolean {
+  const git = spawnSync('git', ['check-ignore', '-q', '--', name], { cwd: dir, stdio: 'ignore', timeout: 5_000 });
+  if (git.status === 0) return true;
+  if (git.status === 1) return false;
+  // No git, or not a repository: the last matching line of .gitignore decides (`!` re-includes).
+  let ignored = false;
+  for (const raw of gitignoreText.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#') || line.endsWith('/')) continue;
+    const negated = line.startsWith('!');
+    const pattern = (negated ? line.slice(1) : line).replace(/^\//, '');
+    try {
+      if (compileGlob(pattern)(name)) ignored = !negated;
+    } catch {
+      // A pattern our glob dialect does not take: it decides nothing here.
+    }
+  }
+  return ignored;
 }

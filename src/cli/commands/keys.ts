@@ -5,6 +5,7 @@ import { API_KEY_ENV } from '../../identity/authenticate.js';
 import { issueKey, KeyAdminError, rotateKey } from '../../identity/key-admin.js';
 import { openDatabase } from '../../store/db.js';
 import { KeyStore, type KeyRecord } from '../../store/keys.js';
+import { rolesNoPolicyNames, unnamedRolesWarning } from '../../policy/roles.js';
 import { checkFailed, usageError } from '../errors.js';
 import { printJson, printTable } from '../output.js';
 import { parseExpiry } from '../time.js';
@@ -46,6 +47,11 @@ export async function keysCreate(
   withStore(options, (store, loaded) => {
     const { record, key } = issueKey(store, loaded.config, { name, consumerId, roles: roleList, expiresAt, ratePerMinute: rate });
     printNewKey(record, key, loaded.file, options.json);
+    // Created all the same (a policy may be added next), but a typo in a role is said at once.
+    const unnamed = rolesNoPolicyNames(loaded.config.policies, roleList);
+    if (unnamed.length > 0) {
+      process.stderr.write(`mcp-gateway: warning: ${unnamedRolesWarning(loaded.config.policies, unnamed, `key ${record.id}`)}\n`);
+    }
   });
 }
 

@@ -71,7 +71,8 @@ export async function serve(options: { config?: string }): Promise<void> {
   const transport = new AgentStdioTransport({ maxMessageBytes: loaded.config.limits.maxMessageBytes, log: logger.scoped('stdio') });
   gateway.front.server.onclose = () => void stop('stdin closed', 0);
   await gateway.connect(transport);
-  if (!stopping) logger.info(`listening on stdio, ${gateway.registry.all().length} server(s) configured`);
+  const servers = gateway.registry.all().length;
+  if (!stopping) logger.info(`listening on stdio, ${servers} ${servers === 1 ? 'server' : 'servers'} configured`);
 }
 
 /** How a promise settles within `ms`: 'resolved', 'rejected', or 'pending' when it has not yet. */

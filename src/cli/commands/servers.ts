@@ -2,7 +2,7 @@
 import { loadConfig } from '../../config/load.js';
 import { gatewaySecrets } from '../../secrets/secrets.js';
 import { Redactor } from '../../secrets/redactor.js';
-import { printJson, printTable } from '../output.js';
+import { printJson } from '../output.js';
 
 export async function serversList(options: { config?: string; json?: boolean }): Promise<void> {
   const { config } = loadConfig(options.config, process.env, process.cwd(), { withoutServerSecrets: true });
@@ -23,10 +23,25 @@ export async function serversList(options: { config?: string; json?: boolean }):
     inheritEnv: s.inheritEnv,
     timeoutMs: s.timeoutMs,
   }));
-  if (options.json) printJson({ servers: rows });
-  else
-    printTable(
-      rows.map((r) => ({ ...r, enabled: r.enabled ? 'yes' : 'no', env: r.env.join(',') })),
-      ['id', 'name', 'enabled', 'start', 'command', 'env'],
-    );
+  if (options.json) {
+    printJson({ servers: rows });
+    return;
+  }
+  if (rows.length === 0) {
+    process.stdout.write('(no servers in the config)\n');
+    return;
+  }
+  // A block per server: its command line and folder are shown whole (a table would cut the
+  // script and folder, which are what tell the servers apart).
+  const out: string[] = [];
+  for (const r of rows) {
+    const facts = [r.enabled ? r.start : 'disabled', r.name !== r.id ? r.name : null].filter((f) => f !== null);
+    out.push(`${r.id}  (${facts.join(', ')})`);
+    out.push(`  command  ${r.command}`);
+    out.push(`  cwd      ${r.cwd ?? '.'}`);
+    if (r.env.length > 0) out.push(`  env      ${r.env.join(', ')}`);
+    if (r.inheritEnv.length > 0) out.push(`  inherits ${r.inheritEnv.join(', ')}`);
+  }
+  out.push(`${rows.length} ${rows.length === 1 ? 'server' : 'servers'}`);
+  process.stdout.write(`${out.join('\n')}\n`);
 }
