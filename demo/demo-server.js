@@ -3,8 +3,9 @@
 // Read tools (get_forecast, lookup_order, get_status, echo) and one that moves money
 // (refund_order), so the demo can show an allowed call, a forbidden one and a rate-limited one.
 // get_status leaks the server's own token, to show the gateway redacting it. All data is made up.
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+// Written with the MCP SDK v2; serveStdio speaks the 2025 and the 2026-07-28 protocol alike.
+import { McpServer } from '@modelcontextprotocol/server';
+import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { z } from 'zod';
 
 const orders = {
@@ -17,7 +18,7 @@ const server = new McpServer({ name: 'demo-shop', version: '1.0.0' });
 
 server.registerTool(
   'echo',
-  { title: 'Echo', description: 'Returns the message it is given.', inputSchema: { message: z.string() } },
+  { title: 'Echo', description: 'Returns the message it is given.', inputSchema: z.object({ message: z.string() }) },
   async ({ message }) => ({ content: [{ type: 'text', text: message }] }),
 );
 
@@ -26,8 +27,8 @@ server.registerTool(
   {
     title: 'Delivery forecast',
     description: 'Expected delivery days for a city (made-up data).',
-    inputSchema: { city: z.string().min(1) },
-    outputSchema: { city: z.string(), days: z.number() },
+    inputSchema: z.object({ city: z.string().min(1) }),
+    outputSchema: z.object({ city: z.string(), days: z.number() }),
     annotations: { readOnlyHint: true },
   },
   async ({ city }) => {
@@ -41,7 +42,7 @@ server.registerTool(
   {
     title: 'Look up an order',
     description: 'Status and total of an order such as A-1001.',
-    inputSchema: { orderId: z.string().regex(/^A-\d{4}$/) },
+    inputSchema: z.object({ orderId: z.string().regex(/^A-\d{4}$/) }),
     annotations: { readOnlyHint: true },
   },
   async ({ orderId }) => {
@@ -68,11 +69,11 @@ server.registerTool(
   {
     title: 'Refund an order',
     description: 'Refunds an order to the customer (moves money).',
-    inputSchema: { orderId: z.string(), amount: z.number().positive() },
+    inputSchema: z.object({ orderId: z.string(), amount: z.number().positive() }),
     annotations: { destructiveHint: true },
   },
   async ({ orderId, amount }) => ({ content: [{ type: 'text', text: `refunded ${amount} on ${orderId}` }] }),
 );
 
-await server.connect(new StdioServerTransport());
+serveStdio(() => server);
 process.stdin.on('end', () => process.exit(0));

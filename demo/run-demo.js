@@ -2,8 +2,8 @@
 // npm run demo: a scripted agent session through mcp-gateway, printed step by step. It creates a
 // fresh database in a temp folder, makes a "reader" API key, starts `mcp-gateway serve` on
 // demo/gateway.yaml as Claude Desktop would, and acts as the agent.
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

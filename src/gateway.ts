@@ -2,7 +2,7 @@
  * The wiring of one gateway process: the modules are built here, in dependency order, and
  * connected. No module imports another stage; this file is the only place that knows them all.
  */
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { Transport } from '@modelcontextprotocol/server';
 import { audit } from './audit/stage.js';
 import { AuditStore } from './audit/store.js';
 import { ConfigError, type LoadedConfig } from './config/load.js';

@@ -29,8 +29,8 @@ export class RpcError extends Error {
   }
 }
 
-/** MCP's code for "resource not found". */
-const RESOURCE_NOT_FOUND = -32002;
+/** MCP's code for "resource not found": Invalid Params since SEP-2164 (it was -32002, which the SDK v2 rewrites to this). */
+const RESOURCE_NOT_FOUND = -32602;
 
 /**
  * A refused or failed request without an isError form (prompts/get, resources/read, …). A child's

@@ -4,11 +4,15 @@
  * through the pipeline. It holds no policy, limit or audit logic of its own.
  */
 import { createHash } from 'node:crypto';
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import type { ClientCapabilities, LoggingLevel, Notification } from '@modelcontextprotocol/sdk/types.js';
-import { z } from 'zod';
+import {
+  Server,
+  type ClientCapabilities,
+  type JSONRPCRequest,
+  type LoggingLevel,
+  type Notification,
+  type Transport,
+} from '@modelcontextprotocol/server';
+import { ResultSchema } from '@modelcontextprotocol/core';
 import type { GatewayConfig } from '../config/schema.js';
 import { GATEWAY_SERVER_ID } from '../config/schema.js';
 import { isGatewayError } from '../errors.js';
@@ -45,7 +49,9 @@ export interface FrontOptions {
 }
 
 const LOG_LEVELS: readonly LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
-const passthrough = z.custom<Record<string, unknown>>((v) => typeof v === 'object' && v !== null && !Array.isArray(v));
+
+/** A request handler of the front: the request's params (an object) and what it may do meanwhile. */
+type Handler = (params: Record<string, unknown>, extra: HandlerExtra) => Promise<unknown>;
 
 export class Front {
   readonly server: Server;
@@ -63,6 +69,8 @@ export class Front {
   private readonly held = new Set<ChildServer>();
   private readonly metaFilters = new Map<string, (meta: Record<string, unknown>) => Record<string, unknown> | undefined>();
   private readonly log: Logger;
+  /** The requests the front answers, by method (see `handle`). */
+  private readonly handlers = new Map<string, Handler>();
   readonly toolContext: GatewayToolContext;
 
   constructor(private readonly o: FrontOptions) {
@@ -93,6 +101,9 @@ export class Front {
     );
     this.server.oninitialized = () => this.onInitialized();
     this.server.onerror = (err) => this.log.debug(`protocol: ${err.message}`);
+    // Every request of ours goes through the fallback: results leave as the pipeline produced them
+    // (a registered `tools/call` handler would have its result re-validated and stripped).
+    this.server.fallbackRequestHandler = (request, ctx) => this.dispatch(request, ctx.mcpReq);
     this.toolContext = {
       registry: o.registry,
       validator: o.validator,
@@ -182,7 +193,7 @@ export class Front {
     if (!supported) throw new RpcError(-32601, `the agent does not support ${request.method}`);
     this.log.debug(`relaying ${request.method} from ${child.id} to the agent`);
     const relayed = request.params === undefined ? request : { method: request.method, params: this.o.redactor.value(request.params) };
-    return this.server.request(relayed as never, passthrough, { signal, timeout: 10 * 60_000 });
+    return this.server.request(relayed, ResultSchema, { signal, timeout: 10 * 60_000 });
   }
 
   /**
@@ -216,14 +227,19 @@ export class Front {
 
   // ---------------------------------------------------------------- handlers
 
-  private handle(method: string, handler: (params: Record<string, unknown>, extra: HandlerExtra) => Promise<unknown>): void {
-    // The SDK has already checked that `params`, when present, is an object (JSONRPCRequestSchema).
-    const schema = z.object({ method: z.literal(method), params: z.any().optional() });
-    // Registered through Protocol, not Server: Server re-parses every tools/call result with
-    // strict schemas, which costs time on the hot path and drops fields a child added.
-    Protocol.prototype.setRequestHandler.call(this.server, schema, (req: { params?: Record<string, unknown> }, extra: HandlerExtra) =>
-      handler(req.params ?? {}, extra),
-    );
+  private handle(method: string, handler: Handler): void {
+    this.handlers.set(method, handler);
+  }
+
+  /** Answers a request with its handler; the SDK has checked that `params`, when present, is an object. */
+  private dispatch(
+    request: JSONRPCRequest,
+    mcpReq: { signal: AbortSignal; notify: (n: Notification) => Promise<void> },
+  ): Promise<Record<string, unknown>> {
+    const handler = this.handlers.get(request.method);
+    if (!handler) return Promise.reject(new RpcError(-32601, `Method not found: ${request.method}`));
+    const extra: HandlerExtra = { signal: mcpReq.signal, sendNotification: (n) => mcpReq.notify(n as Notification) };
+    return handler((request.params ?? {}) as Record<string, unknown>, extra) as Promise<Record<string, unknown>>;
   }
 
   private registerHandlers(): void {
@@ -339,12 +355,12 @@ export class Front {
       return this.settled(await this.context('logging/setLevel', route, params, extra));
     });
 
-    this.server.setNotificationHandler(
-      z.object({ method: z.literal('notifications/roots/list_changed'), params: passthrough.optional() }),
-      async () => {
-        for (const child of this.o.registry.all()) void child.notify({ method: 'notifications/roots/list_changed' });
-      },
-    );
+    // The SDK answers logging/setLevel itself when it is not given a handler: ours goes through the pipeline.
+    this.server.setRequestHandler('logging/setLevel', (request, ctx) => this.dispatch(request as unknown as JSONRPCRequest, ctx.mcpReq));
+
+    this.server.setNotificationHandler('notifications/roots/list_changed', async () => {
+      for (const child of this.o.registry.all()) void child.notify({ method: 'notifications/roots/list_changed' });
+    });
   }
 
   /** Remembers a subscription, so that a restarted child is subscribed again (syncSubscriptions). */
@@ -420,8 +436,9 @@ export class Front {
     return route();
   }
 
+  /** Whether servers may still join: not started yet (the start follows the session), or on their first start. */
   private firstStartsPending(): boolean {
-    return this.o.registry.all().some((c) => c.firstStartPending);
+    return !this.o.registry.isStarted || this.o.registry.all().some((c) => c.firstStartPending);
   }
 
   // ---------------------------------------------------------------- routing

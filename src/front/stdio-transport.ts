@@ -5,8 +5,8 @@
  * message over `maxMessageBytes` is refused without being buffered, and the end of stdin closes
  * the transport (which stops the gateway).
  */
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { JSONRPCMessageSchema, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCMessage, RequestId, Transport } from '@modelcontextprotocol/server';
+import { JSONRPCMessageSchema } from '@modelcontextprotocol/core';
 import { JsonLineReader, MAX_DEPTH, idOfInvalidLine, serializeMessage } from '../transport/json-lines.js';
 import { WriteBatcher } from '../transport/write-batcher.js';
 import type { Logger } from '../log.js';

@@ -5,8 +5,7 @@
  * and signal are kept, stderr is always drained, and the line framing is bounded.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCMessage, Transport } from '@modelcontextprotocol/client';
 import { JsonLineReader, MAX_DEPTH, idOfInvalidLine, serializeMessage, type InvalidLine } from '../transport/json-lines.js';
 import { WriteBatcher } from '../transport/write-batcher.js';
 import type { GroupWatcher } from './reaper.js';

@@ -5,18 +5,17 @@
  */
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
-  ErrorCode,
-  McpError,
+  Client,
+  ProtocolError,
+  SdkError,
+  SdkErrorCode,
   type ClientCapabilities,
   type Notification,
-  type Request,
   type ServerCapabilities,
-} from '@modelcontextprotocol/sdk/types.js';
+} from '@modelcontextprotocol/client';
+import { ResultSchema } from '@modelcontextprotocol/core';
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
 import type { ServerConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -107,9 +106,18 @@ export interface RequestOptions {
   readonly onprogress?: ((progress: Record<string, unknown>) => void) | undefined;
 }
 
-/** Accepts any object and returns it as it is: results are forwarded, not re-parsed. */
-const passthrough = z.custom<Record<string, unknown>>((v) => typeof v === 'object' && v !== null && !Array.isArray(v));
-const anyRequest = (method: string) => z.object({ method: z.literal(method), params: z.record(z.string(), z.unknown()).optional() });
+/**
+ * The core's loose result schema: results are forwarded as the child sent them, unknown fields
+ * (top-level and nested) included, never re-parsed with the spec's strict schemas.
+ */
+const RAW = ResultSchema;
+
+/** The child's requests the gateway relays to the agent, each needing the agent's capability. */
+const RELAYED: Readonly<Record<string, keyof ClientCapabilities>> = {
+  'sampling/createMessage': 'sampling',
+  'elicitation/create': 'elicitation',
+  'roots/list': 'roots',
+};
 
 /** How many pages a list may have before the child is considered broken. */
 const MAX_PAGES = 1_000;
@@ -267,7 +275,7 @@ export class ChildServer {
     const conn = this.conn;
     if (!conn || conn.closed || this.stateValue !== 'ready') throw this.unavailable();
     try {
-      return await conn.client.request({ method, params } as Request, passthrough, {
+      return await conn.client.request({ method, params }, RAW, {
         signal: options.signal,
         timeout: this.config.timeoutMs,
         resetTimeoutOnProgress: options.onprogress !== undefined,
@@ -410,18 +418,16 @@ export class ChildServer {
   }
 
   private installHandlers(client: Client): void {
-    const relay = (method: string) =>
-      // Registered through Protocol, not Client: the Client's own wrapper re-parses the agent's
-      // answer with strict schemas that drop unknown fields; the agent's answer goes back as is.
-      Protocol.prototype.setRequestHandler.call(
-        client,
-        anyRequest(method),
-        (req: { method: string; params?: Record<string, unknown> }, extra: { signal: AbortSignal }) =>
-          this.hooks.relayRequest(this, req, extra.signal),
-      );
-    if (this.capabilities.sampling) relay('sampling/createMessage');
-    if (this.capabilities.elicitation) relay('elicitation/create');
-    if (this.capabilities.roots) relay('roots/list');
+    // Through the fallback, not typed handlers: the Client's own would re-parse the agent's answer
+    // with strict schemas that drop unknown fields; the agent's answer goes back as is. A request
+    // whose capability the agent did not declare was not offered, and is refused.
+    client.fallbackRequestHandler = async (request, ctx) => {
+      const capability = RELAYED[request.method];
+      if (capability === undefined || !this.capabilities[capability]) {
+        throw new ProtocolError(-32601, `Method not found: ${request.method}`);
+      }
+      return this.hooks.relayRequest(this, { method: request.method, params: request.params }, ctx.mcpReq.signal);
+    };
 
     client.fallbackNotificationHandler = async (notification) => {
       switch (notification.method) {
@@ -472,7 +478,7 @@ export class ChildServer {
       const items: T[] = [];
       let cursor: string | undefined;
       for (let page = 0; page < MAX_PAGES; page++) {
-        const result = await conn.client.request({ method, params: cursor === undefined ? {} : { cursor } } as Request, passthrough, {
+        const result = await conn.client.request({ method, params: cursor === undefined ? {} : { cursor } }, RAW, {
           timeout,
         });
         const entries = result[key];
@@ -628,17 +634,18 @@ export class ChildServer {
         { server: this.id },
       );
     }
-    if (err instanceof McpError) {
-      const data = err.data as { timeout?: unknown; maxTotalTimeout?: unknown } | undefined;
-      if (err.code === ErrorCode.RequestTimeout && (data?.timeout !== undefined || data?.maxTotalTimeout !== undefined)) {
-        return new GatewayError('TIMEOUT', `server "${this.id}" did not answer within ${this.config.timeoutMs} ms`, {
-          server: this.id,
-          timeoutMs: this.config.timeoutMs,
-        });
-      }
-      // McpError prefixes "MCP error <code>: "; the agent gets the child's own message.
-      const message = err.message.replace(/^MCP error -?\d+: /, '');
-      return new GatewayError('UPSTREAM_ERROR', this.options.redactor.text(message), {
+    if (err instanceof SdkError && err.code === SdkErrorCode.RequestTimeout) {
+      return new GatewayError('TIMEOUT', `server "${this.id}" did not answer within ${this.config.timeoutMs} ms`, {
+        server: this.id,
+        timeoutMs: this.config.timeoutMs,
+      });
+    }
+    if (err instanceof SdkError && err.code === SdkErrorCode.ConnectionClosed) {
+      return new GatewayError('SERVER_UNAVAILABLE', `server "${this.id}" closed the connection during the request`, { server: this.id });
+    }
+    if (err instanceof ProtocolError) {
+      // The child's own error: its code, message and data, redacted.
+      return new GatewayError('UPSTREAM_ERROR', this.options.redactor.text(err.message), {
         server: this.id,
         upstreamCode: err.code,
         ...(err.data !== undefined ? { upstreamData: this.options.redactor.value(err.data) } : {}),
@@ -711,10 +718,10 @@ function describeStartError(
   // The first error line it wrote says why (`Error: Cannot find module …`), where the last lines of
   // a stack trace do not.
   if (transport.exit) return `exited during startup (${describeExit(transport.exit)})${firstError ? `: ${firstError}` : ''}`;
-  if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) {
+  if (err instanceof SdkError && err.code === SdkErrorCode.RequestTimeout) {
     return `did not answer initialize within ${timeoutMs} ms (startTimeoutMs)`;
   }
-  if (err instanceof McpError && err.code === ErrorCode.ConnectionClosed) return 'closed the connection during startup';
+  if (err instanceof SdkError && err.code === SdkErrorCode.ConnectionClosed) return 'closed the connection during startup';
   return (err as Error)?.message ?? String(err);
 }
 

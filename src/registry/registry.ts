@@ -2,7 +2,7 @@
  * All child servers of one gateway: starting them, naming what they offer (`<server><sep><name>`),
  * routing a name back to its server, and stopping them all with their process groups.
  */
-import type { ClientCapabilities } from '@modelcontextprotocol/sdk/types.js';
+import type { ClientCapabilities } from '@modelcontextprotocol/client';
 import type { GatewayConfig, ServerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Redactor } from '../secrets/redactor.js';
@@ -72,6 +72,11 @@ export class Registry {
         }),
       );
     }
+  }
+
+  /** Whether `start` has run (the children start once the agent has initialized and is known). */
+  get isStarted(): boolean {
+    return this.started;
   }
 
   get(id: string): ChildServer | undefined {

@@ -6,7 +6,7 @@
  * - a size limit that skips the one oversized line and carries on with the next, instead of
  *   clearing the buffer mid-line and parsing the rest of that line as garbage.
  */
-import { serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
+import { serializeMessage } from '@modelcontextprotocol/server';
 
 export { serializeMessage };
 

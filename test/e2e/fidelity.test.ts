@@ -193,7 +193,8 @@ describe('server-everything through the gateway, to an agent with sampling, elic
 
     const unknown = await raw(gw.client, 'resources/read', { uri: 'nowhere://nothing' }).catch((e: unknown) => e);
     expect(unknown).toBeInstanceOf(McpError);
-    expect((unknown as McpError).code).toBe(-32002);
+    // Resource not found is -32602 (SEP-2164; the SDK v2 writes -32002 as -32602 on the wire).
+    expect((unknown as McpError).code).toBe(-32602);
     expect(((unknown as McpError).data as Obj)['code']).toBe('UNKNOWN_TOOL');
   });
 
