@@ -5,20 +5,27 @@
  */
 import { createHash } from 'node:crypto';
 import {
+  CLIENT_CAPABILITIES_META_KEY,
+  CLIENT_INFO_META_KEY,
+  LOG_LEVEL_META_KEY,
+  PROTOCOL_VERSION_META_KEY,
   Server,
   type ClientCapabilities,
+  type JSONRPCMessage,
   type JSONRPCRequest,
   type LoggingLevel,
   type Notification,
+  type RequestId,
   type Transport,
 } from '@modelcontextprotocol/server';
+import { serveStdio, type StdioServerHandle } from '@modelcontextprotocol/server/stdio';
 import { ResultSchema } from '@modelcontextprotocol/core';
 import type { GatewayConfig } from '../config/schema.js';
 import { GATEWAY_SERVER_ID } from '../config/schema.js';
 import { isGatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Logger } from '../log.js';
-import { CallContext, type CallKind, type CallRequest, type ResultObject, type SessionRef } from '../pipeline/context.js';
+import { CallContext, type AgentInfo, type CallKind, type CallRequest, type ResultObject, type SessionRef } from '../pipeline/context.js';
 import type { Target } from '../policy/types.js';
 import { compileGlob } from '../config/glob.js';
 import { normalizeResourceUri } from '../policy/uri.js';
@@ -57,6 +64,15 @@ export class Front {
   readonly server: Server;
   private readonly expose: GatewayConfig['naming']['expose'];
   private initialized = false;
+  /** The agent's protocol era, fixed by its first message (serveStdio pins it). */
+  private era: 'legacy' | 'modern' | undefined;
+  private stdio: StdioServerHandle | undefined;
+  /** Capabilities of the first request of a 2026-07-28 agent: what the children are told it has. */
+  private firstCapabilities: ClientCapabilities | undefined;
+  /** Requests in flight at each child, for the log messages of a 2026-07-28 agent (they go with a request). */
+  private readonly inFlight = new Map<ChildServer, Set<CallContext>>();
+  /** Open subscriptions/listen streams of a 2026-07-28 agent: the URIs each subscribed to. */
+  private readonly listens = new Map<RequestId, { uris: string[]; agent: AgentInfo; envelope: Record<string, unknown> }>();
   private logLevel: LoggingLevel | undefined;
   /** The level each child connection was last sent (see syncLogLevel). */
   private readonly levelSent = new WeakMap<object, LoggingLevel>();
@@ -114,9 +130,45 @@ export class Front {
     this.registerHandlers();
   }
 
+  /**
+   * Serves the agent on `transport`, in the era its first message opens (2025: `initialize`;
+   * 2026-07-28: a request with the `_meta` envelope); one server instance for the connection.
+   */
   connect(transport: Transport & BacklogAware): Promise<void> {
     this.transport = transport;
-    return this.server.connect(transport);
+    this.stdio = serveStdio(
+      ({ era }) => {
+        this.era = era;
+        return this.server;
+      },
+      { transport, legacy: 'serve', onerror: (err) => this.log.debug(`stdio: ${err.message}`) },
+    );
+    return Promise.resolve();
+  }
+
+  /** Closes the connection to the agent. */
+  async close(): Promise<void> {
+    await this.stdio?.close();
+  }
+
+  /**
+   * Every message the agent sends, before the SDK sees it: a 2026-07-28 agent subscribes to
+   * resources in `subscriptions/listen` (which the SDK answers itself) and ends that stream with
+   * `notifications/cancelled`; the gateway subscribes its children accordingly, through the pipeline.
+   */
+  observe(message: JSONRPCMessage): void {
+    const m = message as { id?: RequestId; method?: string; params?: Record<string, unknown> };
+    if (m.method === 'subscriptions/listen' && m.id !== undefined) {
+      const uris = (m.params?.['notifications'] as { resourceSubscriptions?: unknown } | undefined)?.resourceSubscriptions;
+      const envelope = Object.fromEntries(
+        Object.entries((m.params?.['_meta'] ?? {}) as Record<string, unknown>).filter(([k]) => ENVELOPE_KEYS.has(k)),
+      );
+      const agent = this.agentOfEnvelope(envelope);
+      void this.openListen(m.id, Array.isArray(uris) ? uris.filter((u): u is string => typeof u === 'string') : [], agent, envelope);
+    } else if (m.method === 'notifications/cancelled') {
+      const id = (m.params as { requestId?: RequestId } | undefined)?.requestId;
+      if (id !== undefined && this.listens.has(id)) void this.closeListen(id);
+    }
   }
 
   /** The registry calls this when a child's catalog or availability changed. */
@@ -152,8 +204,17 @@ export class Front {
     switch (notification.method) {
       case 'notifications/message': {
         const level = params['level'] as LoggingLevel;
-        if (this.logLevel && LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(this.logLevel)) return;
         const logger = typeof params['logger'] === 'string' ? `${child.id}/${params['logger']}` : child.id;
+        if (this.era === 'modern') {
+          // A 2026-07-28 agent gets log messages with a request that asked for them (its envelope's
+          // logLevel): the latest one in flight at this child. Outside a request there is no channel.
+          const ctx = [...(this.inFlight.get(child) ?? [])]
+            .reverse()
+            .find((c) => c.request.agent.logLevel !== undefined && admits(c.request.agent.logLevel, level));
+          if (ctx) void ctx.request.notify('notifications/message', this.o.redactor.value({ ...params, logger }));
+          return;
+        }
+        if (this.logLevel && !admits(this.logLevel, level)) return;
         relay({ ...params, logger });
         return;
       }
@@ -167,7 +228,14 @@ export class Front {
           this.o.registry.resourceOwner(uri.uri) === child.id &&
           this.mayAllow({ server: child.id, kind: 'resource', name: uri.uri })
         ) {
-          relay(params);
+          if (this.congested()) {
+            child.noteDropped();
+            this.holdUntilDrained(child);
+            return;
+          }
+          // Through the SDK's own send: on a 2026-07-28 connection it goes to the listen streams
+          // that subscribed to this URI.
+          void this.server.sendResourceUpdated(this.o.redactor.value(params) as { uri: string }).catch(() => {});
         }
         return;
       }
@@ -191,6 +259,12 @@ export class Front {
             ? caps?.roots
             : undefined;
     if (!supported) throw new RpcError(-32601, `the agent does not support ${request.method}`);
+    if (this.era === 'modern') {
+      throw new RpcError(
+        -32601,
+        `the agent speaks the 2026-07-28 protocol, which has no requests from servers: ${request.method} is not relayed`,
+      );
+    }
     this.log.debug(`relaying ${request.method} from ${child.id} to the agent`);
     const relayed = request.params === undefined ? request : { method: request.method, params: this.o.redactor.value(request.params) };
     return this.server.request(relayed, ResultSchema, { signal, timeout: 10 * 60_000 });
@@ -209,11 +283,14 @@ export class Front {
     return caps;
   }
 
-  /** Children start once the agent has initialized (their capabilities mirror its) and is authenticated. */
+  /**
+   * Children start once the agent has initialized (their capabilities mirror its) and is
+   * authenticated. A 2026-07-28 agent never initializes: its first request stands for it.
+   */
   private onInitialized(): void {
     if (this.initialized) return;
     this.initialized = true;
-    const capabilities = Front.childCapabilities(this.server.getClientCapabilities());
+    const capabilities = Front.childCapabilities(this.era === 'modern' ? this.firstCapabilities : this.server.getClientCapabilities());
     this.o.session.then(
       () => this.o.registry.start(capabilities),
       () => {},
@@ -234,12 +311,90 @@ export class Front {
   /** Answers a request with its handler; the SDK has checked that `params`, when present, is an object. */
   private dispatch(
     request: JSONRPCRequest,
-    mcpReq: { signal: AbortSignal; notify: (n: Notification) => Promise<void> },
+    mcpReq: { signal: AbortSignal; notify: (n: Notification) => Promise<void>; envelope?: Record<string, unknown> | undefined },
   ): Promise<Record<string, unknown>> {
     const handler = this.handlers.get(request.method);
     if (!handler) return Promise.reject(new RpcError(-32601, `Method not found: ${request.method}`));
-    const extra: HandlerExtra = { signal: mcpReq.signal, sendNotification: (n) => mcpReq.notify(n as Notification) };
+    const agent = this.era === 'modern' ? this.agentOfEnvelope(mcpReq.envelope ?? {}) : this.legacyAgent();
+    if (agent.era === 'modern') {
+      this.firstCapabilities ??= (agent.capabilities ?? {}) as ClientCapabilities;
+      // The level a 2026-07-28 request asks for is also what the children are set to send.
+      if (agent.logLevel !== undefined && agent.logLevel !== this.logLevel && isLevel(agent.logLevel)) {
+        this.logLevel = agent.logLevel;
+        void Promise.all(this.o.registry.all().map((c) => this.syncLogLevel(c)));
+      }
+    }
+    const extra: HandlerExtra = {
+      signal: mcpReq.signal,
+      sendNotification: (n) => mcpReq.notify(n as Notification),
+      agent,
+      envelope: mcpReq.envelope,
+    };
     return handler((request.params ?? {}) as Record<string, unknown>, extra) as Promise<Record<string, unknown>>;
+  }
+
+  /** The agent of a 2025-era connection: what `initialize` said. */
+  private legacyAgent(): AgentInfo {
+    const client = this.server.getClientVersion();
+    return {
+      era: 'legacy',
+      capabilities: this.server.getClientCapabilities(),
+      logLevel: this.logLevel,
+      client: client ? { name: client.name, version: client.version } : undefined,
+      protocol: this.server.getNegotiatedProtocolVersion(),
+    };
+  }
+
+  /** The agent of a 2026-07-28 request: what its `_meta` envelope says. */
+  private agentOfEnvelope(envelope: Record<string, unknown>): AgentInfo {
+    const client = envelope[CLIENT_INFO_META_KEY] as { name?: unknown; version?: unknown } | undefined;
+    const level = envelope[LOG_LEVEL_META_KEY];
+    const protocol = envelope[PROTOCOL_VERSION_META_KEY];
+    return {
+      era: 'modern',
+      capabilities: (envelope[CLIENT_CAPABILITIES_META_KEY] as Record<string, unknown> | undefined) ?? undefined,
+      logLevel: typeof level === 'string' ? level : undefined,
+      client: typeof client?.name === 'string' ? { name: client.name, version: String(client.version ?? '') } : undefined,
+      protocol: typeof protocol === 'string' ? protocol : undefined,
+    };
+  }
+
+  /**
+   * A listen stream of a 2026-07-28 agent opened: each resource it subscribes to is a
+   * `resources/subscribe` through the pipeline (identity, policy, limits, audit), then at the child.
+   */
+  private async openListen(id: RequestId, uris: readonly string[], agent: AgentInfo, envelope: Record<string, unknown>): Promise<void> {
+    const kept: string[] = [];
+    this.listens.set(id, { uris: kept, agent, envelope });
+    for (const uri of uris) {
+      try {
+        const route = await this.routeResource(uri);
+        const ctx = await this.context('resources/subscribe', route, { uri }, quietExtra(agent, envelope));
+        await this.settled(ctx);
+        this.keepSubscription(route.name, route.server === null ? undefined : this.o.registry.get(route.server));
+        kept.push(route.name);
+      } catch (err) {
+        this.log.debug(`subscriptions/listen ${uri}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** A listen stream ended: its subscriptions end too, at the children, through the pipeline. */
+  private async closeListen(id: RequestId): Promise<void> {
+    const listen = this.listens.get(id);
+    this.listens.delete(id);
+    if (!listen) return;
+    const stillWanted = new Set([...this.listens.values()].flatMap((l) => l.uris));
+    for (const uri of listen.uris) {
+      if (stillWanted.has(uri)) continue;
+      try {
+        const route = await this.routeResource(uri);
+        if (route.server !== null) this.forgetSubscription(route.name, this.o.registry.get(route.server));
+        await this.settled(await this.context('resources/unsubscribe', route, { uri }, quietExtra(listen.agent, listen.envelope)));
+      } catch (err) {
+        this.log.debug(`end of subscriptions/listen ${uri}: ${(err as Error).message}`);
+      }
+    }
   }
 
   private registerHandlers(): void {
@@ -261,7 +416,7 @@ export class Front {
             (r) => r.server,
           );
       const ctx = await this.context('tools/call', route, params, extra);
-      await this.o.pipeline(ctx);
+      await this.run(ctx);
       return ctx.error ? toolErrorResult(ctx.error) : ctx.result;
     });
 
@@ -685,10 +840,12 @@ export class Front {
     const meta = params['_meta'] as Record<string, unknown> | undefined;
     let progressToken: string | number | undefined;
     let rest: Record<string, unknown> | undefined = meta;
-    if (meta && 'progressToken' in meta) {
+    if (meta && ('progressToken' in meta || extra.agent.era === 'modern')) {
       // The agent's token is not passed on: the SDK gives the child its own and we map it back.
-      const { progressToken: token, ...others } = meta as { progressToken?: string | number };
+      // Nor is the envelope of a 2026-07-28 request: it describes the agent's hop, not the child's.
+      const { progressToken: token, ...others } = meta as { progressToken?: string | number } & Record<string, unknown>;
       progressToken = token;
+      for (const key of ENVELOPE_KEYS) delete others[key];
       rest = Object.keys(others).length > 0 ? others : undefined;
     }
     if (rest && route.server !== null) rest = this.metaFilter(route.server)(rest);
@@ -696,6 +853,7 @@ export class Front {
     // Field by field, not a spread of the route: one object shape for every request.
     const request: CallRequest = {
       method,
+      agent: extra.agent,
       kind: route.kind,
       server: route.server,
       name: route.name,
@@ -708,7 +866,8 @@ export class Front {
       signal: extra.signal,
       progressToken,
       meta: rest,
-      receivedMeta: meta,
+      // As the agent sent it: with the envelope (client info, protocol version, capabilities).
+      receivedMeta: extra.envelope && Object.keys(extra.envelope).length > 0 ? { ...extra.envelope, ...meta } : meta,
       notify: (m, p) => {
         // Progress is dropped, not queued, while the agent is not reading (a flood from a child).
         if (this.congested()) {
@@ -744,9 +903,26 @@ export class Front {
     return filter;
   }
 
+  /**
+   * Runs a request through the pipeline. While it is at a child, a 2026-07-28 agent's request is
+   * where that child's log messages go (they have no channel of their own in that era).
+   */
+  private async run(ctx: CallContext): Promise<void> {
+    const child = this.era === 'modern' && ctx.server !== null ? this.o.registry.get(ctx.server) : undefined;
+    if (!child) return this.o.pipeline(ctx);
+    let running = this.inFlight.get(child);
+    if (!running) this.inFlight.set(child, (running = new Set()));
+    running.add(ctx);
+    try {
+      await this.o.pipeline(ctx);
+    } finally {
+      running.delete(ctx);
+    }
+  }
+
   /** Runs a request without an isError form; a refusal becomes a JSON-RPC error. */
   private async settled(ctx: CallContext): Promise<ResultObject | undefined> {
-    await this.o.pipeline(ctx);
+    await this.run(ctx);
     if (ctx.error) throw toRpcError(ctx.error, ctx.kind);
     return ctx.result;
   }
@@ -758,7 +934,32 @@ type Route = Pick<CallRequest, 'server' | 'name' | 'arguments' | 'entryPoint' | 
 interface HandlerExtra {
   readonly signal: AbortSignal;
   readonly sendNotification: (n: { method: string; params?: Record<string, unknown> }) => Promise<void>;
+  readonly agent: AgentInfo;
+  /** The 2026-07-28 envelope keys the SDK lifted out of the request's `_meta`. */
+  readonly envelope?: Record<string, unknown> | undefined;
 }
+
+/** The extra of a request the gateway makes on the agent's behalf (a listen's subscriptions). */
+function quietExtra(agent: AgentInfo, envelope: Record<string, unknown> | undefined): HandlerExtra {
+  return { signal: new AbortController().signal, sendNotification: async () => {}, agent, envelope };
+}
+
+function isLevel(level: string): level is LoggingLevel {
+  return (LOG_LEVELS as readonly string[]).includes(level);
+}
+
+/** Whether a log message of `level` passes a filter set at `threshold`. */
+function admits(threshold: string, level: string): boolean {
+  return LOG_LEVELS.indexOf(level as LoggingLevel) >= LOG_LEVELS.indexOf(threshold as LoggingLevel);
+}
+
+/** `_meta` keys that describe the agent's hop to the gateway (the 2026-07-28 envelope): never passed on. */
+const ENVELOPE_KEYS: ReadonlySet<string> = new Set([
+  CLIENT_CAPABILITIES_META_KEY,
+  CLIENT_INFO_META_KEY,
+  LOG_LEVEL_META_KEY,
+  PROTOCOL_VERSION_META_KEY,
+]);
 
 /** A transport that can tell how much it holds for the agent, not yet taken (AgentStdioTransport). */
 export interface BacklogAware {

@@ -28,6 +28,13 @@ export class AgentStdioTransport implements Transport {
       readonly log: Logger;
       readonly stdin?: NodeJS.ReadableStream;
       readonly stdout?: NodeJS.WritableStream;
+      /**
+       * Called once when the connection ends (stdin closed, stdout broken, or `close()`), whoever
+       * owns `onclose`: the serving entry sets that one, the gateway stops on this one.
+       */
+      readonly onEnd?: () => void;
+      /** Sees every well-formed inbound message before it is delivered (subscriptions bookkeeping). */
+      readonly observe?: (message: JSONRPCMessage) => void;
     },
   ) {
     this.writer = new WriteBatcher(
@@ -104,17 +111,18 @@ export class AgentStdioTransport implements Transport {
     this.stdin.off('close', this.onEnd);
     this.reader.reset();
     this.onclose?.();
+    this.options.onEnd?.();
   }
 
   private receive(message: unknown): void {
     if (isWellFormed(message)) {
-      this.onmessage?.(message as JSONRPCMessage);
+      this.deliver(message as JSONRPCMessage);
       return;
     }
     // The slow, exact check only for what the quick one did not accept.
     const parsed = JSONRPCMessageSchema.safeParse(message);
     if (parsed.success) {
-      this.onmessage?.(parsed.data);
+      this.deliver(parsed.data as JSONRPCMessage);
       return;
     }
     const obj = (typeof message === 'object' && message !== null ? message : {}) as Record<string, unknown>;
@@ -126,6 +134,11 @@ export class AgentStdioTransport implements Transport {
     const detail = parsed.error.issues[0];
     const where = detail && detail.path.length > 0 ? ` at ${detail.path.join('.')}` : '';
     this.replyError(validId, -32600, `Invalid Request: not a valid JSON-RPC 2.0 message${where}`);
+  }
+
+  private deliver(message: JSONRPCMessage): void {
+    this.options.observe?.(message);
+    this.onmessage?.(message);
   }
 
   private replyError(id: RequestId | null, code: number, message: string): void {

@@ -6,6 +6,19 @@ import type { Identity } from '../identity/identity.js';
 import type { Decision } from '../policy/types.js';
 import { GatewayError, type AuditStatus } from '../errors.js';
 
+/**
+ * Who is asking, as far as the protocol tells: the agent's protocol era, and its capabilities, log
+ * level, name and protocol version, per connection (2025 era, from `initialize`) or per request
+ * (2026-07-28, from the request's `_meta` envelope).
+ */
+export interface AgentInfo {
+  readonly era: 'legacy' | 'modern';
+  readonly capabilities: Readonly<Record<string, unknown>> | undefined;
+  readonly logLevel: string | undefined;
+  readonly client: { readonly name: string; readonly version: string } | undefined;
+  readonly protocol: string | undefined;
+}
+
 /** What the audit log calls the kind of a request (design §6). */
 export type CallKind = 'tool' | 'prompt' | 'resource' | 'admin';
 
@@ -15,6 +28,8 @@ export type ResultObject = Record<string, unknown>;
 export interface CallRequest {
   /** The JSON-RPC method (tools/call, prompts/get, resources/read, resources/subscribe, …). */
   readonly method: string;
+  /** The agent that sent it (era, capabilities, client info, protocol version). */
+  readonly agent: AgentInfo;
   readonly kind: CallKind;
   /** Target server id ("gateway" for the gateway's own tools); null when the name matched no server. */
   readonly server: string | null;

@@ -100,6 +100,26 @@ export function forward({ registry, validator, redactor, admin }: ForwardOptions
           };
     ctx.forwarded = true;
     const result: ResultObject = await child.request(method, params, { signal: ctx.signal, onprogress });
-    ctx.result = redactor.value(result);
+    ctx.result = redactor.value(withoutHopFields(result));
   };
 }
+
+/**
+ * A child's result without what describes the child's own hop: its identity
+ * (`_meta["io.modelcontextprotocol/serverInfo"]`) and its cache hints (`ttlMs`, `cacheScope`).
+ * Relayed as they are, they would be presented as the gateway's own; the SDK sets the gateway's.
+ */
+export function withoutHopFields(result: ResultObject): ResultObject {
+  const meta = result['_meta'] as Record<string, unknown> | undefined;
+  const hasServerInfo = meta !== undefined && typeof meta === 'object' && SERVER_INFO in meta;
+  if (!hasServerInfo && !('ttlMs' in result) && !('cacheScope' in result)) return result;
+  const { ttlMs: _ttl, cacheScope: _scope, ...rest } = result;
+  if (hasServerInfo) {
+    const { [SERVER_INFO]: _info, ...others } = meta;
+    if (Object.keys(others).length > 0) rest['_meta'] = others;
+    else delete rest['_meta'];
+  }
+  return rest;
+}
+
+const SERVER_INFO = 'io.modelcontextprotocol/serverInfo';

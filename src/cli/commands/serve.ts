@@ -68,8 +68,12 @@ export async function serve(options: { config?: string }): Promise<void> {
     void stop('not authenticated', 1);
   });
 
-  const transport = new AgentStdioTransport({ maxMessageBytes: loaded.config.limits.maxMessageBytes, log: logger.scoped('stdio') });
-  gateway.front.server.onclose = () => void stop('stdin closed', 0);
+  const transport = new AgentStdioTransport({
+    maxMessageBytes: loaded.config.limits.maxMessageBytes,
+    log: logger.scoped('stdio'),
+    onEnd: () => void stop('stdin closed', 0),
+    observe: (message) => gateway.front.observe(message),
+  });
   await gateway.connect(transport);
   const servers = gateway.registry.all().length;
   if (!stopping) logger.info(`listening on stdio, ${servers} ${servers === 1 ? 'server' : 'servers'} configured`);
