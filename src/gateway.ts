@@ -18,6 +18,8 @@ import { meter } from './metering/stage.js';
 import { UsageStore } from './metering/store.js';
 import { compose, type Stage } from './pipeline/compose.js';
 import type { CallContext } from './pipeline/context.js';
+import { InputFlows } from './pipeline/flows.js';
+import { RequestStates } from './pipeline/request-state.js';
 import { settle } from './pipeline/settle.js';
 import { PolicyEngine } from './policy/index.js';
 import { authorize } from './policy/stage.js';
@@ -109,6 +111,8 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
     const recorder = new Recorder(db, audits, config.metering.enabled ? usage : null, logger.scoped('store'));
     recorder.prepare();
 
+    // Calls waiting for the agent's input across protocol eras (registry/input.ts).
+    const input = { flows: new InputFlows(), states: new RequestStates() };
     let front: Front | undefined;
     const reaper = Reaper.start(logger.scoped('reaper'));
     const registry = new Registry(config, {
@@ -142,6 +146,7 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
         registry,
         validator,
         redactor,
+        input,
         admin: (ctx) => {
           const tool = tools.get(ctx.name);
           if (!tool) throw new GatewayError('UNKNOWN_TOOL', `the gateway has no tool "${ctx.name}"`);
@@ -159,6 +164,7 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
       validator,
       redactor,
       gatewayTools: tools,
+      flows: input.flows,
       logger,
       serverInfo: { name: 'mcp-gateway', version: VERSION },
     });

@@ -70,6 +70,23 @@ export const serverSchema = z.strictObject({
   sandbox: z.enum(['auto', 'required', 'none']).default('auto'),
   /** Globs on the `_meta` keys of a request that reach this server; unset: every key. */
   metaAllow: z.array(glob).optional(),
+  /**
+   * The protocol era the server speaks: legacy (2025, `initialize`; no probe), modern
+   * (2026-07-28), or auto (probed once, the verdict remembered in the database).
+   */
+  protocol: z.enum(['legacy', 'modern', 'auto']).default('legacy'),
+  /**
+   * The server's roots, answered by the gateway to its `roots/list` whoever calls (the agent is not
+   * asked). Unset: asked of the agent whose call the server is serving; outside any call, refused.
+   */
+  roots: z
+    .array(
+      z.strictObject({
+        uri: z.string().regex(/^file:\/\/[^\s]*$/, 'a file:// URI (the protocol allows no other roots)'),
+        name: z.string().optional(),
+      }),
+    )
+    .optional(),
 });
 
 const rateSchema = z.strictObject({

@@ -29,7 +29,16 @@ import { CallContext, type AgentInfo, type CallKind, type CallRequest, type Resu
 import type { Target } from '../policy/types.js';
 import { compileGlob } from '../config/glob.js';
 import { normalizeResourceUri } from '../policy/uri.js';
-import type { ChildServer, RawEntry, RawResource, RawTemplate } from '../registry/child.js';
+import type { InputFlows } from '../pipeline/flows.js';
+import {
+  INPUT_CAPABILITY,
+  INPUT_REQUIRED_METHODS,
+  relayedCapabilities,
+  type ChildServer,
+  type RawEntry,
+  type RawResource,
+  type RawTemplate,
+} from '../registry/child.js';
 import type { Registry } from '../registry/registry.js';
 import type { ArgumentValidator } from '../registry/validate.js';
 import type { Redactor } from '../secrets/redactor.js';
@@ -51,6 +60,8 @@ export interface FrontOptions {
   readonly validator: ArgumentValidator;
   readonly redactor: Redactor;
   readonly gatewayTools: ReadonlyMap<string, GatewayTool>;
+  /** Calls of a 2026-07-28 agent held at 2025-era children for the agent's input (registry/input.ts). */
+  readonly flows: InputFlows;
   readonly logger: Logger;
   readonly serverInfo: { name: string; version: string };
 }
@@ -158,6 +169,8 @@ export class Front {
    */
   observe(message: JSONRPCMessage): void {
     const m = message as { id?: RequestId; method?: string; params?: Record<string, unknown> };
+    // No child starts on `server/discover`: an SDK agent may probe the era on a disposable
+    // process of the gateway, which must not start (and sandbox) every server for nothing.
     if (m.method === 'subscriptions/listen' && m.id !== undefined) {
       const uris = (m.params?.['notifications'] as { resourceSubscriptions?: unknown } | undefined)?.resourceSubscriptions;
       const envelope = Object.fromEntries(
@@ -246,41 +259,43 @@ export class Front {
 
   /**
    * Relays a child's request (sampling, elicitation, roots) to the agent and returns its answer.
-   * The request is redacted like everything else a child sends the agent.
+   * The request is redacted like everything else a child sends the agent. A 2026-07-28 agent
+   * takes no requests: the request joins the call it belongs to (see pushToCall).
    */
   async relayToAgent(child: ChildServer, request: { method: string; params?: Record<string, unknown> }, signal: AbortSignal) {
-    const caps = this.server.getClientCapabilities();
-    const supported =
-      request.method === 'sampling/createMessage'
-        ? caps?.sampling
-        : request.method === 'elicitation/create'
-          ? caps?.elicitation
-          : request.method === 'roots/list'
-            ? caps?.roots
-            : undefined;
-    if (!supported) throw new RpcError(-32601, `the agent does not support ${request.method}`);
-    if (this.era === 'modern') {
-      throw new RpcError(
-        -32601,
-        `the agent speaks the 2026-07-28 protocol, which has no requests from servers: ${request.method} is not relayed`,
-      );
+    const relayed = request.params === undefined ? request : { method: request.method, params: this.o.redactor.value(request.params) };
+    if (this.era === 'modern') return this.pushToCall(child, relayed);
+    const capability = INPUT_CAPABILITY[request.method];
+    if (capability === undefined || !this.server.getClientCapabilities()?.[capability]) {
+      throw new RpcError(-32601, `the agent does not support ${request.method}`);
     }
     this.log.debug(`relaying ${request.method} from ${child.id} to the agent`);
-    const relayed = request.params === undefined ? request : { method: request.method, params: this.o.redactor.value(request.params) };
     return this.server.request(relayed, ResultSchema, { signal, timeout: 10 * 60_000 });
   }
 
   /**
-   * Capabilities for the child-facing clients: exactly those the agent declared that the gateway
-   * relays (sampling, elicitation, roots), so a child offers only what the agent can serve. Roots
-   * keep the agent's `listChanged`: the gateway only passes on the agent's roots/list_changed.
+   * A 2025-era child's request to a 2026-07-28 agent: it belongs to the one call of the agent in
+   * progress at that child, and goes to the agent with that call's input-required answer. With no
+   * call in progress, or several (stdio does not say which one a request belongs to), it is refused.
    */
-  static childCapabilities(agent: ClientCapabilities | undefined): ClientCapabilities {
-    const caps: ClientCapabilities = {};
-    if (agent?.sampling) caps.sampling = agent.sampling;
-    if (agent?.elicitation) caps.elicitation = agent.elicitation;
-    if (agent?.roots) caps.roots = agent.roots;
-    return caps;
+  private pushToCall(child: ChildServer, request: { method: string; params?: Record<string, unknown> }) {
+    const flows = this.o.flows.pendingAt(child.id);
+    // Requests that cannot take input (completion, subscriptions) are calls in progress too.
+    const others = [...(this.inFlight.get(child) ?? [])].filter((c) => !INPUT_REQUIRED_METHODS.has(c.method)).length;
+    if (flows.length === 1 && others === 0) {
+      const flow = flows[0]!;
+      const capability = INPUT_CAPABILITY[request.method];
+      if (capability === undefined || !flow.capabilities?.[capability])
+        throw new RpcError(-32601, `the agent does not support ${request.method}`);
+      this.log.debug(`${request.method} from ${child.id} goes to the agent with its call's answer`);
+      return flow.push(request);
+    }
+    const why =
+      flows.length + others === 0
+        ? 'no call of the agent is in progress there (a server can be given its roots in the config: servers[].roots)'
+        : `${flows.length + others} calls of the agent are in progress there, and the request does not say which one it belongs to`;
+    this.log.warn(`refused ${request.method} from server "${child.id}": ${why}`);
+    throw new RpcError(-32603, `the gateway cannot tell which call of the agent this ${request.method} belongs to; it is refused`);
   }
 
   /**
@@ -290,7 +305,8 @@ export class Front {
   private onInitialized(): void {
     if (this.initialized) return;
     this.initialized = true;
-    const capabilities = Front.childCapabilities(this.era === 'modern' ? this.firstCapabilities : this.server.getClientCapabilities());
+    // Roots keep the agent's `listChanged`: the gateway only passes on the agent's roots/list_changed.
+    const capabilities = relayedCapabilities(this.era === 'modern' ? this.firstCapabilities : this.server.getClientCapabilities());
     this.o.session.then(
       () => this.o.registry.start(capabilities),
       () => {},
@@ -309,10 +325,7 @@ export class Front {
   }
 
   /** Answers a request with its handler; the SDK has checked that `params`, when present, is an object. */
-  private dispatch(
-    request: JSONRPCRequest,
-    mcpReq: { signal: AbortSignal; notify: (n: Notification) => Promise<void>; envelope?: Record<string, unknown> | undefined },
-  ): Promise<Record<string, unknown>> {
+  private dispatch(request: JSONRPCRequest, mcpReq: RequestCtx): Promise<Record<string, unknown>> {
     const handler = this.handlers.get(request.method);
     if (!handler) return Promise.reject(new RpcError(-32601, `Method not found: ${request.method}`));
     const agent = this.era === 'modern' ? this.agentOfEnvelope(mcpReq.envelope ?? {}) : this.legacyAgent();
@@ -324,11 +337,25 @@ export class Front {
         void Promise.all(this.o.registry.all().map((c) => this.syncLogLevel(c)));
       }
     }
+    const state = mcpReq.requestState?.();
     const extra: HandlerExtra = {
       signal: mcpReq.signal,
       sendNotification: (n) => mcpReq.notify(n as Notification),
       agent,
       envelope: mcpReq.envelope,
+      retry:
+        agent.era === 'modern' && (state !== undefined || mcpReq.inputResponses !== undefined)
+          ? { state: typeof state === 'string' ? state : JSON.stringify(state), responses: mcpReq.inputResponses }
+          : undefined,
+      ask:
+        agent.era === 'legacy'
+          ? (r) => {
+              this.log.debug(`asking the agent: ${r.method}`);
+              const params = r.params === undefined ? undefined : (this.o.redactor.value(r.params) as Record<string, unknown>);
+              const sent = params === undefined ? { method: r.method } : { method: r.method, params };
+              return mcpReq.send(sent, ResultSchema, { signal: mcpReq.signal, timeout: 10 * 60_000 }) as Promise<Record<string, unknown>>;
+            }
+          : undefined,
     };
     return handler((request.params ?? {}) as Record<string, unknown>, extra) as Promise<Record<string, unknown>>;
   }
@@ -536,7 +563,9 @@ export class Front {
   private async syncLogLevel(child: ChildServer): Promise<void> {
     const level = this.logLevel;
     const caps = child.serverCapabilities;
-    if (level === undefined || child.state !== 'ready' || !caps?.logging || this.levelSent.get(caps) === level) return;
+    // A 2026-07-28 child has no logging/setLevel: the level goes with each request instead.
+    if (level === undefined || child.state !== 'ready' || child.era === 'modern' || !caps?.logging || this.levelSent.get(caps) === level)
+      return;
     this.levelSent.set(caps, level);
     try {
       await child.request('logging/setLevel', { level }, { signal: AbortSignal.timeout(5_000) });
@@ -775,6 +804,8 @@ export class Front {
 
   private async settle(): Promise<void> {
     this.ensureStarted();
+    // The children start once the session is known (onInitialized): wait for that first.
+    await this.o.session.catch(() => {});
     await this.o.registry.settle(this.o.config.limits.listWaitMs);
   }
 
@@ -868,6 +899,8 @@ export class Front {
       meta: rest,
       // As the agent sent it: with the envelope (client info, protocol version, capabilities).
       receivedMeta: extra.envelope && Object.keys(extra.envelope).length > 0 ? { ...extra.envelope, ...meta } : meta,
+      retry: extra.retry,
+      ask: extra.ask,
       notify: (m, p) => {
         // Progress is dropped, not queued, while the agent is not reading (a flood from a child).
         if (this.congested()) {
@@ -937,6 +970,22 @@ interface HandlerExtra {
   readonly agent: AgentInfo;
   /** The 2026-07-28 envelope keys the SDK lifted out of the request's `_meta`. */
   readonly envelope?: Record<string, unknown> | undefined;
+  readonly retry?: CallRequest['retry'];
+  readonly ask?: CallRequest['ask'];
+}
+
+/** What the front reads of the SDK's request context. */
+interface RequestCtx {
+  readonly signal: AbortSignal;
+  readonly notify: (n: Notification) => Promise<void>;
+  readonly envelope?: Record<string, unknown> | undefined;
+  readonly inputResponses?: Record<string, unknown> | undefined;
+  readonly requestState?: (() => unknown) | undefined;
+  readonly send: (
+    request: { method: string; params?: Record<string, unknown> },
+    schema: typeof ResultSchema,
+    options: object,
+  ) => Promise<unknown>;
 }
 
 /** The extra of a request the gateway makes on the agent's behalf (a listen's subscriptions). */

@@ -63,6 +63,14 @@ export interface CallRequest {
   readonly run?: (() => Promise<ResultObject>) | undefined;
   /** Sends a notification tied to this request (progress) to the agent. */
   readonly notify: (method: string, params: Record<string, unknown>) => Promise<void>;
+  /**
+   * A 2026-07-28 agent's retry after an input-required answer: the `requestState` it echoes (as
+   * sent: the forward stage opens it) and its `inputResponses`.
+   */
+  readonly retry?: { readonly state: string | undefined; readonly responses: Readonly<Record<string, unknown>> | undefined } | undefined;
+  /** Asks a 2025-era agent, as part of this request, for input a 2026-07-28 child needs. */
+  readonly ask?:
+    ((request: { method: string; params?: Record<string, unknown> | undefined }) => Promise<Record<string, unknown>>) | undefined;
 }
 
 /** Who is asking: established once per session, re-checked per request by the identify stage. */

@@ -55,6 +55,8 @@ export class ChildProcessTransport implements Transport {
   private readonly exited: Promise<ExitInfo>;
   private resolveExited!: (info: ExitInfo) => void;
   private readonly reader: JsonLineReader;
+  /** Whether a notification was delivered in this turn of the event loop (see the reader). */
+  private notified = false;
   private readonly writer: WriteBatcher;
 
   constructor(private readonly options: ChildSpawnOptions) {
@@ -68,11 +70,18 @@ export class ChildProcessTransport implements Transport {
     this.exited = new Promise((resolve) => (this.resolveExited = resolve));
     this.reader = new JsonLineReader(options.maxMessageBytes, {
       onMessage: (message) => {
-        // The SDK handles a notification one microtask after it arrives but a response at once, so
-        // the last progress of a request, arriving with its result, would find its handler gone.
-        // A response is therefore delivered one microtask later than what came before it.
-        if (isResponse(message)) queueMicrotask(() => this.onmessage?.(message as JSONRPCMessage));
-        else this.onmessage?.(message as JSONRPCMessage);
+        // The SDK handles a notification some microtasks after it arrives but a response at once,
+        // so the last progress of a request, arriving with its result, would find its handler gone
+        // (typescript-sdk #2580). A response that follows a notification in the same turn is
+        // therefore delivered on the next turn of the event loop, once the notification is handled.
+        if (!isResponse(message)) {
+          this.onmessage?.(message as JSONRPCMessage);
+          if (!this.notified) {
+            this.notified = true;
+            setImmediate(() => (this.notified = false));
+          }
+        } else if (this.notified) setImmediate(() => this.onmessage?.(message as JSONRPCMessage));
+        else queueMicrotask(() => this.onmessage?.(message as JSONRPCMessage));
       },
       onInvalid: (invalid) => this.handleInvalid(invalid),
     });

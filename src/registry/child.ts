@@ -6,12 +6,16 @@
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import {
+  CLIENT_CAPABILITIES_META_KEY,
   Client,
+  LOG_LEVEL_META_KEY,
   ProtocolError,
   SdkError,
   SdkErrorCode,
   type ClientCapabilities,
+  type McpSubscription,
   type Notification,
+  type PriorDiscovery,
   type ServerCapabilities,
 } from '@modelcontextprotocol/client';
 import { ResultSchema } from '@modelcontextprotocol/core';
@@ -71,6 +75,16 @@ export const EMPTY_CATALOG: Catalog = Object.freeze({
 });
 
 /**
+ * The capabilities a child is told the agent has: exactly those the agent declared that the
+ * gateway relays (sampling, elicitation, roots), so a child asks only for what the agent can give.
+ */
+export function relayedCapabilities(agent: Readonly<Record<string, unknown>> | undefined): ClientCapabilities {
+  const caps: Record<string, unknown> = {};
+  for (const key of ['sampling', 'elicitation', 'roots'] as const) if (agent?.[key]) caps[key] = agent[key];
+  return caps as ClientCapabilities;
+}
+
+/**
  * The name or URI a server knows for one of its listed tools, prompts, resources (by normalised
  * URI) or templates; a name it did not list (a URI a template matched) is its own.
  */
@@ -102,6 +116,11 @@ export interface ChildHooks {
 
 export interface RequestOptions {
   readonly signal: AbortSignal;
+  /**
+   * The calling agent's capabilities and log level: a 2026-07-28 child gets them with the request
+   * (in its `_meta` envelope), as if the agent had called it directly.
+   */
+  readonly caller?: { readonly capabilities: ClientCapabilities; readonly logLevel: string | undefined } | undefined;
   /** Called with each progress notification the child sends for this request. */
   readonly onprogress?: ((progress: Record<string, unknown>) => void) | undefined;
 }
@@ -113,11 +132,14 @@ export interface RequestOptions {
 const RAW = ResultSchema;
 
 /** The child's requests the gateway relays to the agent, each needing the agent's capability. */
-const RELAYED: Readonly<Record<string, keyof ClientCapabilities>> = {
+export const INPUT_CAPABILITY: Readonly<Record<string, 'sampling' | 'elicitation' | 'roots'>> = {
   'sampling/createMessage': 'sampling',
   'elicitation/create': 'elicitation',
   'roots/list': 'roots',
 };
+
+/** The requests whose 2026-07-28 answer may be input-required (multi-round-trip requests). */
+export const INPUT_REQUIRED_METHODS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
 
 /** How many pages a list may have before the child is considered broken. */
 const MAX_PAGES = 1_000;
@@ -126,6 +148,10 @@ interface Connection {
   readonly transport: ChildProcessTransport;
   readonly client: Client;
   closed: boolean;
+  /** The connection's protocol era (known once connected). */
+  era: 'legacy' | 'modern';
+  /** A 2026-07-28 child's change notifications come on a listen stream the gateway opens. */
+  listen: McpSubscription | null;
 }
 
 export class ChildServer {
@@ -150,6 +176,8 @@ export class ChildServer {
   private readonly fingerprint: string;
   /** A lazy server's catalog from an earlier run, listed until it starts. */
   private remembered: Catalog | null = null;
+  /** The resources a 2026-07-28 child is asked to report updates of (its listen stream's filter). */
+  private readonly listenUris = new Set<string>();
   /** Notifications for the agent dropped because the agent was not reading them fast enough. */
   private dropped = 0;
   private warnedUnisolated = false;
@@ -204,6 +232,11 @@ export class ChildServer {
     return this.conn?.client.getServerCapabilities();
   }
 
+  /** The protocol era of the current connection ('legacy' before the first one). */
+  get era(): 'legacy' | 'modern' {
+    return this.conn?.era ?? 'legacy';
+  }
+
   /** The isolation this server's process has, or, before it starts, would get. */
   get isolation(): Isolation {
     if (this.config.sandbox === 'none') return { mode: 'none', reason: 'sandbox: none in the config' };
@@ -227,9 +260,17 @@ export class ChildServer {
     this.conn?.transport.resumeOutput();
   }
 
-  /** Sets the capabilities the child-facing client declares: those the agent declared. */
+  /**
+   * Sets the capabilities the child-facing client declares: those the agent declared, and `roots`
+   * when the config gives this server its roots (the gateway answers roots/list itself then).
+   */
   setClientCapabilities(capabilities: ClientCapabilities): void {
-    this.capabilities = capabilities;
+    this.capabilities = this.config.roots === undefined ? capabilities : { ...capabilities, roots: {} };
+  }
+
+  /** The roots the config gives this server (servers[].roots), answered without asking the agent. */
+  get configuredRoots(): readonly { readonly uri: string; readonly name?: string | undefined }[] | undefined {
+    return this.config.roots;
   }
 
   /** Starts the child if it is idle; resolves when it is ready, rejects if this start fails. */
@@ -274,8 +315,22 @@ export class ChildServer {
   async request(method: string, params: Record<string, unknown>, options: RequestOptions): Promise<Record<string, unknown>> {
     const conn = this.conn;
     if (!conn || conn.closed || this.stateValue !== 'ready') throw this.unavailable();
+    if (conn.era === 'modern') {
+      // 2026-07-28 has no resources/subscribe: the child reports updates on the listen stream.
+      if (method === 'resources/subscribe' || method === 'resources/unsubscribe') {
+        const uri = String(params['uri']);
+        if (method === 'resources/subscribe') this.listenUris.add(uri);
+        else this.listenUris.delete(uri);
+        await this.relisten(conn);
+        return {};
+      }
+      if (options.caller) params = withCaller(params, options.caller, this.config.roots !== undefined);
+    }
     try {
       return await conn.client.request({ method, params }, RAW, {
+        // A 2026-07-28 child's input-required result comes back as it is: the gateway brings its
+        // requests to the agent whose call it is (registry/input.ts).
+        allowInputRequired: conn.era === 'modern' && INPUT_REQUIRED_METHODS.has(method),
         signal: options.signal,
         timeout: this.config.timeoutMs,
         resetTimeoutOnProgress: options.onprogress !== undefined,
@@ -314,6 +369,7 @@ export class ChildServer {
       resourceTemplates: this.catalogValue.resourceTemplates.length,
       excludedTools: this.catalogValue.excludedTools,
       catalogLimited: this.catalogValue.limited,
+      protocol: { configured: this.config.protocol, era: this.conn && !this.conn.closed ? this.conn.era : null },
       isolation: this.isolation,
       droppedNotifications: this.dropped,
       stderrFirstError: this.stderr.firstError(),
@@ -374,8 +430,18 @@ export class ChildServer {
               : `skipped a stdout line that is not JSON: ${JSON.stringify(invalid.prefix.slice(0, 120))}`,
         ),
     });
-    const client = new Client(this.options.clientInfo, { capabilities: this.capabilities });
-    const conn: Connection = { transport, client, closed: false };
+    const protocol = this.config.protocol;
+    const prior = protocol === 'auto' ? this.loadVerdict() : undefined;
+    const client = new Client(this.options.clientInfo, {
+      capabilities: this.capabilities,
+      // legacy: the 2025 handshake, no probe; modern: 2026-07-28 or nothing; auto: probe on this
+      // very connection (our transport is not the SDK's, so no second process), unless remembered.
+      ...(protocol === 'legacy' ? {} : { versionNegotiation: { mode: protocol === 'modern' ? { pin: '2026-07-28' } : 'auto' } }),
+      // An input-required result of a 2026-07-28 child comes back to the gateway, which brings it
+      // to the agent that made the call.
+      inputRequired: { autoFulfill: false },
+    });
+    const conn: Connection = { transport, client, closed: false, era: 'legacy', listen: null };
     this.conn = conn;
     client.onerror = (err) => this.log.debug(`protocol: ${err.message}`);
     client.onclose = () => this.onConnectionClosed(conn);
@@ -383,7 +449,20 @@ export class ChildServer {
 
     const deadline = this.config.startTimeoutMs;
     try {
-      await client.connect(transport, { timeout: deadline });
+      try {
+        await client.connect(transport, { timeout: deadline, ...(prior ? { prior } : {}) });
+      } catch (err) {
+        // A child that falls over when probed (some exit on any request before `initialize`) is a
+        // 2025 server: remembered as such, so the next start does not probe.
+        if (protocol === 'auto' && !prior) this.saveVerdict({ kind: 'legacy' });
+        throw err;
+      }
+      conn.era = client.getProtocolEra() === 'modern' ? 'modern' : 'legacy';
+      if (protocol === 'auto' && !prior) {
+        const discover = client.getDiscoverResult();
+        this.saveVerdict(conn.era === 'modern' && discover ? { kind: 'modern', discover } : { kind: 'legacy' });
+      }
+      if (conn.era === 'modern') await this.relisten(conn);
       this.startedAt = new Date().toISOString();
       const catalog = await this.fetchCatalog(conn, deadline);
       if (conn.closed) throw new Error('exited during startup');
@@ -417,15 +496,60 @@ export class ChildServer {
     }
   }
 
+  /**
+   * (Re)opens the listen stream of a 2026-07-28 child: the list changes it can announce, and the
+   * resources the agent subscribed to.
+   */
+  private async relisten(conn: Connection): Promise<void> {
+    const caps = conn.client.getServerCapabilities() ?? {};
+    const previous = conn.listen;
+    conn.listen = null;
+    await previous?.close().catch(() => {});
+    if (conn.closed) return;
+    const filter = {
+      ...(caps.tools?.listChanged ? { toolsListChanged: true } : {}),
+      ...(caps.prompts?.listChanged ? { promptsListChanged: true } : {}),
+      ...(caps.resources?.listChanged ? { resourcesListChanged: true } : {}),
+      ...(caps.resources?.subscribe && this.listenUris.size > 0 ? { resourceSubscriptions: [...this.listenUris] } : {}),
+    };
+    if (Object.keys(filter).length === 0) return;
+    try {
+      conn.listen = await conn.client.listen(filter);
+    } catch (err) {
+      this.log.warn(`could not listen for changes: ${(err as Error).message}`);
+    }
+  }
+
+  /** The remembered era of a `protocol: auto` server started this way, or undefined (then it is probed). */
+  private loadVerdict(): PriorDiscovery | undefined {
+    try {
+      const verdict = this.options.catalogCache?.loadVerdict(this.id, this.fingerprint) as PriorDiscovery | undefined;
+      return verdict?.kind === 'legacy' || (verdict?.kind === 'modern' && typeof verdict.discover === 'object') ? verdict : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private saveVerdict(verdict: PriorDiscovery): void {
+    try {
+      this.options.catalogCache?.saveVerdict(this.id, this.fingerprint, verdict);
+      this.log.info(`protocol: ${verdict.kind === 'modern' ? '2026-07-28' : '2025 (legacy)'}, remembered for the next starts`);
+    } catch (err) {
+      this.log.warn(`could not remember the protocol: ${(err as Error).message}`);
+    }
+  }
+
   private installHandlers(client: Client): void {
     // Through the fallback, not typed handlers: the Client's own would re-parse the agent's answer
     // with strict schemas that drop unknown fields; the agent's answer goes back as is. A request
     // whose capability the agent did not declare was not offered, and is refused.
     client.fallbackRequestHandler = async (request, ctx) => {
-      const capability = RELAYED[request.method];
+      const capability = INPUT_CAPABILITY[request.method];
       if (capability === undefined || !this.capabilities[capability]) {
         throw new ProtocolError(-32601, `Method not found: ${request.method}`);
       }
+      // Roots the config gives this server are its roots, whoever calls it.
+      if (request.method === 'roots/list' && this.config.roots !== undefined) return { roots: this.config.roots.map((r) => ({ ...r })) };
       return this.hooks.relayRequest(this, { method: request.method, params: request.params }, ctx.mcpReq.signal);
     };
 
@@ -677,6 +801,8 @@ export interface ChildStatus {
   readonly resourceTemplates: number;
   readonly excludedTools: readonly { readonly name: string; readonly reason: string }[];
   readonly catalogLimited: string | null;
+  /** The `protocol` setting, and the era the current connection speaks (null when not connected). */
+  readonly protocol: { readonly configured: 'legacy' | 'modern' | 'auto'; readonly era: 'legacy' | 'modern' | null };
   readonly isolation: Isolation;
   /** Notifications for the agent dropped while it was not reading (the server is then paused until it does). */
   readonly droppedNotifications: number;
@@ -803,4 +929,19 @@ function fingerprintOf(config: ServerConfig): string {
     inheritEnv: [...config.inheritEnv].sort(),
   };
   return createHash('sha256').update(JSON.stringify(shape)).digest('hex');
+}
+
+/**
+ * A 2026-07-28 request carries the calling agent's capabilities (the ones the gateway relays) and
+ * log level in its `_meta` envelope: keys given there win over the child client's own.
+ */
+function withCaller(
+  params: Record<string, unknown>,
+  caller: { readonly capabilities: ClientCapabilities; readonly logLevel: string | undefined },
+  ownRoots: boolean,
+): Record<string, unknown> {
+  const meta: Record<string, unknown> = { ...((params['_meta'] as Record<string, unknown> | undefined) ?? {}) };
+  meta[CLIENT_CAPABILITIES_META_KEY] = ownRoots ? { ...caller.capabilities, roots: {} } : caller.capabilities;
+  if (caller.logLevel !== undefined) meta[LOG_LEVEL_META_KEY] = caller.logLevel;
+  return { ...params, _meta: meta };
 }

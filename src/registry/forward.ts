@@ -7,7 +7,8 @@ import { GatewayError, unknownTarget } from '../errors.js';
 import type { CallContext, ResultObject } from '../pipeline/context.js';
 import type { Stage } from '../pipeline/compose.js';
 import type { Redactor } from '../secrets/redactor.js';
-import { upstream } from './child.js';
+import { relayedCapabilities, upstream } from './child.js';
+import { exchange, type InputOptions } from './input.js';
 import type { Registry } from './registry.js';
 import type { ArgumentValidator } from './validate.js';
 
@@ -19,11 +20,16 @@ export interface ForwardOptions {
   readonly validator: ArgumentValidator;
   readonly redactor: Redactor;
   readonly admin: AdminHandler;
+  /** Where a call's requests for the agent's input go across protocol eras (registry/input.ts). */
+  readonly input: InputOptions;
 }
+
+/** How long the answer to a request waits after a progress notification to it (see forward). */
+const PROGRESS_GAP_MS = 15;
 
 const NO_COMPLETION: ResultObject = Object.freeze({ completion: Object.freeze({ values: [], hasMore: false }) });
 
-export function forward({ registry, validator, redactor, admin }: ForwardOptions): Stage<CallContext> {
+export function forward({ registry, validator, redactor, admin, input }: ForwardOptions): Stage<CallContext> {
   return async function forward(ctx) {
     const { server, kind, name, method, progressToken, invalid } = ctx.request;
     // Refusals before any server is involved are decided by routing (audit `decided_by`).
@@ -92,14 +98,22 @@ export function forward({ registry, validator, redactor, admin }: ForwardOptions
     }
     if (ctx.request.meta) params['_meta'] = ctx.request.meta;
 
+    let lastProgress = -Infinity;
     const onprogress =
       progressToken === undefined
         ? undefined
         : (progress: Record<string, unknown>) => {
+            lastProgress = performance.now();
             void ctx.request.notify('notifications/progress', { ...redactor.value(progress), progressToken });
           };
     ctx.forwarded = true;
-    const result: ResultObject = await child.request(method, params, { signal: ctx.signal, onprogress });
+    const { agent } = ctx.request;
+    const caller = { capabilities: relayedCapabilities(agent.capabilities), logLevel: agent.logLevel };
+    const result = await exchange(input, ctx, child, method, params, { signal: ctx.signal, onprogress, caller });
+    // SDK clients drop a progress notification read in the same chunk as the response (typescript-sdk
+    // #2580): the answer to a request that just had progress waits a moment, so the last step shows.
+    const sinceProgress = performance.now() - lastProgress;
+    if (sinceProgress < PROGRESS_GAP_MS) await new Promise((resolve) => setTimeout(resolve, PROGRESS_GAP_MS - sinceProgress));
     ctx.result = redactor.value(withoutHopFields(result));
   };
 }

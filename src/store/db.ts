@@ -92,6 +92,15 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE audit_log ADD COLUMN method TEXT;
   ALTER TABLE audit_log ADD COLUMN meta TEXT;
   `,
+  // 3: each server's protocol era, as probed once for \`protocol: auto\` (so later starts do not probe)
+  `
+  CREATE TABLE server_protocol (
+    server       TEXT PRIMARY KEY,
+    fingerprint  TEXT NOT NULL,             -- how the server is started (as server_catalog)
+    verdict      TEXT NOT NULL,             -- JSON: {"kind":"legacy"} or {"kind":"modern","discover":{…}}
+    updated_at   TEXT NOT NULL
+  );
+  `,
 ];
 
 export interface OpenOptions {

@@ -7,8 +7,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { Client } from '@modelcontextprotocol/client';
 import { afterEach, describe, expect, test } from 'vitest';
 import {
   alive,
@@ -193,10 +192,13 @@ describe('timeouts and progress', () => {
     await waitFor(async () => (await toolNames(gw.client)).includes('slow__sleep'), 30_000, 'slow listed');
     const progress: Obj[] = [];
     // 1500 ms in 10 steps: far over timeoutMs in total, far under it between two progress notifications.
-    const result = await gw.client.callTool({ name: 'slow__sleep', arguments: { ms: 1500, steps: 10 } }, undefined, {
-      timeout: 60_000,
-      onprogress: (p) => progress.push(p as Obj),
-    });
+    const result = await gw.client.callTool(
+      { name: 'slow__sleep', arguments: { ms: 1500, steps: 10 } },
+      {
+        timeout: 60_000,
+        onprogress: (p: unknown) => progress.push(p as Obj),
+      },
+    );
     expect(errorCode(result)).toBeUndefined();
     expect(result.isError).not.toBe(true);
     expect(textOf(result)).toBe('slept 1500');
@@ -343,7 +345,7 @@ describe('list_changed', () => {
     const gw = await startGateway({
       config: testConfig({ servers: [{ id: 'changing', ...fixture('changing-tools.js') }] }),
       beforeConnect: (client) =>
-        client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+        client.setNotificationHandler('notifications/tools/list_changed', async () => {
           changed++;
         }),
     });

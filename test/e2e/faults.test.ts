@@ -100,7 +100,7 @@ describe('malformed children are contained', () => {
 
   test('a 100 MB result is refused at once (over limits.maxMessageBytes), not buffered', async () => {
     const started = Date.now();
-    const r = await gw.client.callTool({ name: 'huge__huge', arguments: { mb: 100 } }, undefined, { timeout: 60_000 });
+    const r = await gw.client.callTool({ name: 'huge__huge', arguments: { mb: 100 } }, { timeout: 60_000 });
     expect(errorCode(r)).toBe('UPSTREAM_ERROR');
     expect(Date.now() - started).toBeLessThan(25_000);
     expect(textOf(await gw.client.callTool({ name: 'huge__ping', arguments: {} }))).toBe('pong');

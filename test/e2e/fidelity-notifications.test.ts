@@ -5,13 +5,7 @@
  * and a child's tools/list_changed re-announced to the agent.
  */
 import Database from 'better-sqlite3';
-import {
-  ListRootsRequestSchema,
-  McpError,
-  type JSONRPCMessage,
-  type JSONRPCNotification,
-  type JSONRPCRequest,
-} from '@modelcontextprotocol/sdk/types.js';
+import { ProtocolError, type JSONRPCMessage, type JSONRPCNotification, type JSONRPCRequest } from '@modelcontextprotocol/client';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +21,7 @@ import {
   type RunningGateway,
   type Obj,
   anyResult,
+  MODERN,
 } from '../helpers/gateway.js';
 
 /** Lists (and requests that route by catalog) wait this long for children still starting: the machine may be slow. */
@@ -38,9 +33,9 @@ function spy(gw: RunningGateway): { received: JSONRPCMessage[]; sent: JSONRPCMes
   const sent: JSONRPCMessage[] = [];
   // The stdio client transport takes one argument each; the Protocol set onmessage at connect.
   const onmessage = gw.transport.onmessage!;
-  gw.transport.onmessage = (message) => {
+  gw.transport.onmessage = (message, ...rest) => {
     received.push(message);
-    onmessage(message);
+    onmessage(message, ...rest);
   };
   const send = gw.transport.send.bind(gw.transport);
   gw.transport.send = (message) => {
@@ -112,7 +107,7 @@ describe('notifications through the gateway', () => {
       }),
       capabilities: { roots: { listChanged: true } },
       beforeConnect: (client) =>
-        client.setRequestHandler(ListRootsRequestSchema, async () => {
+        client.setRequestHandler('roots/list', async () => {
           rootsAsked++;
           return { roots };
         }),
@@ -138,19 +133,24 @@ describe('notifications through the gateway', () => {
     const progress: Obj[] = [];
     const result = await gw.client.callTool(
       { name: 'everything__trigger-long-running-operation', arguments: { duration: 1, steps: 4 } },
-      undefined,
-      { onprogress: (p) => progress.push(p as Obj), timeout: 30_000 },
+      { onprogress: (p: unknown) => progress.push(p as Obj), timeout: 30_000 },
     );
     expect(textOf(result)).toContain('Long running operation completed');
-    const request = sent.filter((m): m is JSONRPCRequest => 'method' in m && 'id' in m && m.method === 'tools/call').at(-1)!;
-    const token = (request.params?._meta as Obj)['progressToken'];
-    expect(token).toBeDefined();
-    // Every step reached the agent's transport with the agent's token, the last one too.
-    const relayed = notificationsOf(received, 'notifications/progress').filter((n) => paramsOf(n)['progressToken'] === token);
-    expect(relayed.map((n) => paramsOf(n))).toEqual([1, 2, 3, 4].map((progress) => ({ progressToken: token, progress, total: 4 })));
-    // The SDK client drops a progress read in the same chunk as the result, as it does directly.
-    expect(progress.length).toBeGreaterThanOrEqual(3);
-    expect(progress.map((p) => p['progress'])).toEqual([1, 2, 3, 4].slice(0, progress.length));
+    // The tokens the agent sent with this call: one, or one per round when the call asked for the
+    // agent's input (a 2026-07-28 agent's call that server-everything's roots/list joined).
+    const tokens = sent
+      .filter((m): m is JSONRPCRequest => 'method' in m && 'id' in m && m.method === 'tools/call')
+      .filter((m) => m.params?.['name'] === 'everything__trigger-long-running-operation')
+      .map((m) => (m.params?._meta as Obj)['progressToken']);
+    expect(tokens.length).toBeGreaterThan(0);
+    // Every step reached the agent's transport with a token the agent sent, the last one too.
+    const relayed = notificationsOf(received, 'notifications/progress').filter((n) => tokens.includes(paramsOf(n)['progressToken']));
+    expect(relayed.map((n) => ({ ...paramsOf(n), progressToken: undefined }))).toEqual(
+      [1, 2, 3, 4].map((progress) => ({ progressToken: undefined, progress, total: 4 })),
+    );
+    // And to the client: the gateway's answer waits a moment after a progress, so the SDK client
+    // (which drops a progress read in the same chunk as the result) sees the last step too.
+    expect(progress.at(-1)?.['progress']).toBe(4);
   });
 
   it('returns a string progress token verbatim', async () => {
@@ -174,15 +174,18 @@ describe('notifications through the gateway', () => {
   it("resets the child's request timeout on progress; without progress the same call times out", async () => {
     // slowt has timeoutMs 2000: twelve steps of 500 ms finish only if each progress resets it.
     const progress: unknown[] = [];
-    const withProgress = await gw.client.callTool({ name: 'slowt__sleep', arguments: { ms: 6_000, steps: 12 } }, undefined, {
-      onprogress: (p) => progress.push(p),
-      timeout: 60_000,
-    });
+    const withProgress = await gw.client.callTool(
+      { name: 'slowt__sleep', arguments: { ms: 6_000, steps: 12 } },
+      {
+        onprogress: (p: unknown) => progress.push(p),
+        timeout: 60_000,
+      },
+    );
     expect(withProgress.isError).not.toBe(true);
     expect(textOf(withProgress)).toBe('slept 6000');
     expect(progress.length).toBeGreaterThanOrEqual(11);
 
-    const without = await gw.client.callTool({ name: 'slowt__sleep', arguments: { ms: 6_000, steps: 2 } }, undefined, { timeout: 60_000 });
+    const without = await gw.client.callTool({ name: 'slowt__sleep', arguments: { ms: 6_000, steps: 2 } }, { timeout: 60_000 });
     expect(without.isError).toBe(true);
     expect(errorCode(without)).toBe('TIMEOUT');
   });
@@ -192,11 +195,10 @@ describe('notifications through the gateway', () => {
     const progress: unknown[] = [];
     const call = gw.client.callTool(
       { name: 'call', arguments: { tool: 'slow__sleep', arguments: { ms: 60_000, steps: 120 } } },
-      undefined,
       {
         signal: controller.signal,
         timeout: 60_000,
-        onprogress: (p) => {
+        onprogress: (p: unknown) => {
           progress.push(p);
           controller.abort('the test cancels');
         },
@@ -222,7 +224,6 @@ describe('notifications through the gateway', () => {
     const controller = new AbortController();
     const call = gw.client.callTool(
       { name: 'everything__trigger-long-running-operation', arguments: { duration: 60, steps: 40 } },
-      undefined,
       { signal: controller.signal, timeout: 60_000, onprogress: () => controller.abort('the test cancels') },
     );
     await expect(call).rejects.toThrow();
@@ -242,7 +243,8 @@ describe('notifications through the gateway', () => {
     expect(textOf(await gw.client.callTool({ name: 'everything__echo', arguments: { message: 'still here' } }))).toContain('still here');
   });
 
-  it("forwards the child's log messages with the server id as logger", async () => {
+  // A 2025-era mechanism (the 2026-07-28 one is tested in eras.test.ts).
+  it.skipIf(MODERN)("forwards the child's log messages with the server id as logger", async () => {
     // At start server-everything asked for the roots and logged it under its own logger name.
     await waitFor(
       () => notificationsOf(received, 'notifications/message').find((n) => paramsOf(n)['logger'] === 'everything/everything-server'),
@@ -265,7 +267,8 @@ describe('notifications through the gateway', () => {
     }
   });
 
-  it('relays notifications/resources/updated for a subscribed resource, and stops after unsubscribe', async () => {
+  // A 2025-era mechanism (the 2026-07-28 one is tested in eras.test.ts).
+  it.skipIf(MODERN)('relays notifications/resources/updated for a subscribed resource, and stops after unsubscribe', async () => {
     const uri = 'demo://resource/static/document/features.md';
     const updates = () => notificationsOf(received, 'notifications/resources/updated').filter((n) => paramsOf(n)['uri'] === uri).length;
     expect(updates()).toBe(0);
@@ -283,10 +286,11 @@ describe('notifications through the gateway', () => {
     }
 
     const unknown = await gw.client.subscribeResource({ uri: 'nowhere://nothing' }).catch((e: unknown) => e);
-    expect(unknown).toBeInstanceOf(McpError);
+    expect(unknown).toBeInstanceOf(ProtocolError);
   });
 
-  it("passes the agent's roots/list_changed to the children, which ask for the new roots", async () => {
+  // A 2025-era mechanism (the 2026-07-28 one is tested in eras.test.ts).
+  it.skipIf(MODERN)("passes the agent's roots/list_changed to the children, which ask for the new roots", async () => {
     const first = await gw.client.callTool({ name: 'everything__get-roots-list', arguments: {} });
     expect(textOf(first)).toContain('first-root');
     const asked = rootsAsked;
@@ -357,7 +361,8 @@ describe('notifications through the gateway', () => {
   });
 
   // Last: it restarts server-everything, whose start announces list changes.
-  it('subscribes a restarted child again to what the agent subscribed', async () => {
+  // A 2025-era mechanism (the 2026-07-28 one is tested in eras.test.ts).
+  it.skipIf(MODERN)('subscribes a restarted child again to what the agent subscribed', async () => {
     const uri = 'demo://resource/static/document/startup.md';
     const updates = () => notificationsOf(received, 'notifications/resources/updated').filter((n) => paramsOf(n)['uri'] === uri).length;
     await gw.client.subscribeResource({ uri });
@@ -373,7 +378,8 @@ describe('notifications through the gateway', () => {
   });
 });
 
-describe('logging/setLevel through the gateway', () => {
+// A 2025-era mechanism (the 2026-07-28 one is tested in eras.test.ts).
+describe.skipIf(MODERN)('logging/setLevel through the gateway', () => {
   let gw: RunningGateway;
   let received: JSONRPCMessage[];
 

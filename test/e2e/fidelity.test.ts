@@ -4,17 +4,21 @@
  * prompts, completions, tools, and the child's sampling, elicitation and roots requests answered
  * by the agent. Each comparison is made against a direct SDK client of server-everything.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import {
-  CreateMessageRequestSchema,
-  ElicitRequestSchema,
-  ListRootsRequestSchema,
-  McpError,
-  type ClientCapabilities,
-} from '@modelcontextprotocol/sdk/types.js';
+import { Client } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { ProtocolError, type ClientCapabilities } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EVERYTHING, fixture, startGateway, testConfig, textOf, type RunningGateway, type Obj, anyResult } from '../helpers/gateway.js';
+import {
+  EVERYTHING,
+  fixture,
+  startGateway,
+  testConfig,
+  textOf,
+  toolsAsListedTo,
+  type RunningGateway,
+  type Obj,
+  anyResult,
+} from '../helpers/gateway.js';
 
 /** Lists (and requests that route by catalog) wait this long for children still starting: the machine may be slow. */
 const PATIENT = { limits: { listWaitMs: 30_000 } };
@@ -48,19 +52,19 @@ interface Asked {
 /** Registers the agent's answers to sampling, elicitation and roots (as a real client would). */
 function answerServerRequests(client: Client, asked: Asked, capabilities: ClientCapabilities): void {
   if (capabilities.sampling) {
-    client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
+    client.setRequestHandler('sampling/createMessage', async (request) => {
       asked.sampling.push(request.params as Obj);
       return SAMPLED as never;
     });
   }
   if (capabilities.elicitation) {
-    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+    client.setRequestHandler('elicitation/create', async (request) => {
       asked.elicitation.push(request.params as Obj);
       return { action: 'accept', content: { name: 'Ada Lovelace', check: true, integer: 7 } };
     });
   }
   if (capabilities.roots) {
-    client.setRequestHandler(ListRootsRequestSchema, async () => {
+    client.setRequestHandler('roots/list', async () => {
       asked.roots++;
       return { roots: ROOTS };
     });
@@ -188,14 +192,14 @@ describe('server-everything through the gateway, to an agent with sampling, elic
     // server-everything rejects a template match whose id is not a positive integer.
     const bad = await raw(gw.client, 'resources/read', { uri: 'demo://resource/dynamic/text/zero' }).catch((e: unknown) => e);
     const badDirect = await raw(direct, 'resources/read', { uri: 'demo://resource/dynamic/text/zero' }).catch((e: unknown) => e);
-    expect(bad).toBeInstanceOf(McpError);
-    expect((bad as McpError).code).toBe((badDirect as McpError).code);
+    expect(bad).toBeInstanceOf(ProtocolError);
+    expect((bad as ProtocolError).code).toBe((badDirect as ProtocolError).code);
 
     const unknown = await raw(gw.client, 'resources/read', { uri: 'nowhere://nothing' }).catch((e: unknown) => e);
-    expect(unknown).toBeInstanceOf(McpError);
+    expect(unknown).toBeInstanceOf(ProtocolError);
     // Resource not found is -32602 (SEP-2164; the SDK v2 writes -32002 as -32602 on the wire).
-    expect((unknown as McpError).code).toBe(-32602);
-    expect(((unknown as McpError).data as Obj)['code']).toBe('UNKNOWN_TOOL');
+    expect((unknown as ProtocolError).code).toBe(-32602);
+    expect(((unknown as ProtocolError).data as Obj)['code']).toBe('UNKNOWN_TOOL');
   });
 
   it('serves a URI two servers list from the first in config order, lists it once, and reports it in uriConflicts', async () => {
@@ -271,12 +275,12 @@ describe('server-everything through the gateway, to an agent with sampling, elic
     const badDirect = await direct
       .getPrompt({ name: 'resource-prompt', arguments: { resourceType: 'Nope', resourceId: '1' } })
       .catch((e: unknown) => e);
-    expect(bad).toBeInstanceOf(McpError);
-    expect((bad as McpError).code).toBe((badDirect as McpError).code);
+    expect(bad).toBeInstanceOf(ProtocolError);
+    expect((bad as ProtocolError).code).toBe((badDirect as ProtocolError).code);
 
     const unknown = await gw.client.getPrompt({ name: 'everything__no-such-prompt' }).catch((e: unknown) => e);
-    expect(unknown).toBeInstanceOf(McpError);
-    expect(((unknown as McpError).data as Obj)['code']).toBe('UNKNOWN_TOOL');
+    expect(unknown).toBeInstanceOf(ProtocolError);
+    expect(((unknown as ProtocolError).data as Obj)['code']).toBe('UNKNOWN_TOOL');
   });
 
   it('completes prompt arguments and template variables at the server that owns them', async () => {
@@ -322,7 +326,12 @@ describe('server-everything through the gateway, to an agent with sampling, elic
     expect(ownNames).toEqual(
       expect.arrayContaining(['trigger-sampling-request', 'trigger-elicitation-request', 'get-roots-list', TASK_TOOL]),
     );
-    expect(withoutPrefix(through, 'everything')).toEqual(own.filter((t) => t['name'] !== TASK_TOOL));
+    expect(withoutPrefix(through, 'everything')).toEqual(
+      toolsAsListedTo(
+        gw.era,
+        own.filter((t) => t['name'] !== TASK_TOOL),
+      ),
+    );
   });
 
   it('leaves out a tool with execution.taskSupport "required" and shows why in server_status', async () => {
@@ -391,11 +400,11 @@ describe('an agent that declares elicitation and roots (without listChanged) but
         config: testConfig({ ...PATIENT, servers: [EVERYTHING_SERVER, CAPS_SERVER] }),
         capabilities: CAPS,
         beforeConnect: (client) => {
-          client.setRequestHandler(ElicitRequestSchema, async (request) => {
+          client.setRequestHandler('elicitation/create', async (request) => {
             asked.elicitation.push(request.params as Obj);
             return { action: 'decline' };
           });
-          client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [] }));
+          client.setRequestHandler('roots/list', async () => ({ roots: [] }));
         },
       }),
       connectDirect(CAPS),
@@ -413,7 +422,12 @@ describe('an agent that declares elicitation and roots (without listChanged) but
     expect(names).toContain('trigger-elicitation-request');
     expect(names).toContain('get-roots-list');
     expect(names).toContain('echo');
-    expect(withoutPrefix(through, 'everything')).toEqual(own.filter((t) => t['name'] !== TASK_TOOL));
+    expect(withoutPrefix(through, 'everything')).toEqual(
+      toolsAsListedTo(
+        gw.era,
+        own.filter((t) => t['name'] !== TASK_TOOL),
+      ),
+    );
   });
 
   it('declares to the children exactly these capabilities', async () => {
@@ -453,7 +467,10 @@ describe('requests that come before any list, while the children are still start
     const [read, templateRead, subscribed, completed, promptCompleted, called] = await Promise.all([
       raw(gw.client, 'resources/read', { uri: 'demo://resource/static/document/startup.md' }),
       raw(gw.client, 'resources/read', { uri: 'twin://item/7' }),
-      raw(gw.client, 'resources/subscribe', { uri: 'demo://resource/static/document/startup.md' }),
+      // A 2026-07-28 agent subscribes on a listen stream (its subscription passes the pipeline the same way).
+      gw.era === 'modern'
+        ? gw.client.listen({ resourceSubscriptions: ['demo://resource/static/document/startup.md'] }).then(() => ({}))
+        : raw(gw.client, 'resources/subscribe', { uri: 'demo://resource/static/document/startup.md' }),
       gw.client.complete({ ref: { type: 'ref/resource', uri: TEXT_TEMPLATE }, argument: { name: 'resourceId', value: '5' } }),
       gw.client.complete({
         ref: { type: 'ref/prompt', name: 'everything__completable-prompt' },

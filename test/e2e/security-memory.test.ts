@@ -6,7 +6,7 @@
  * relaying lists to the agent in pages of its own, never one reply larger than 16 MiB.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { anyResult, call, fixture, testConfig, textOf, waitFor, waitListed, type Obj } from '../helpers/gateway.js';
+import { anyResult, call, fixture, testConfig, textOf, waitFor, waitListed, type Obj, MODERN } from '../helpers/gateway.js';
 import { Gateways, request, rssBytes, statusOf } from '../helpers/security.js';
 
 const MiB = 1024 * 1024;
@@ -14,49 +14,54 @@ const gateways = new Gateways();
 afterAll(() => gateways.closeAll());
 
 describe('a child flooding notifications/message', () => {
-  test('200,000 × 1 KiB log messages to an agent at level debug: the gateway stays under 300 MiB, still answers, and counts drops', async () => {
-    let logged = 0;
-    const gw = await gateways.start({
-      config: testConfig({
-        limits: { listWaitMs: 30_000 },
-        servers: [
-          { id: 'flood', ...fixture('hostile-flood.js'), timeoutMs: 600_000 },
-          { id: 'echo', ...fixture('echo.js') },
-        ],
-      }),
-      beforeConnect: (client) => {
-        client.fallbackNotificationHandler = async (n) => {
-          if (n.method === 'notifications/message') logged++;
-        };
-      },
-    });
-    await waitListed(gw.client, ['flood__flood', 'echo__echo']);
-    await gw.client.setLoggingLevel('debug');
+  // A 2025-era mechanism (the 2026-07-28 one is tested in eras.test.ts).
+  test.skipIf(MODERN)(
+    '200,000 × 1 KiB log messages to an agent at level debug: the gateway stays under 300 MiB, still answers, and counts drops',
+    async () => {
+      let logged = 0;
+      const gw = await gateways.start({
+        config: testConfig({
+          limits: { listWaitMs: 30_000 },
+          servers: [
+            { id: 'flood', ...fixture('hostile-flood.js'), timeoutMs: 600_000 },
+            { id: 'echo', ...fixture('echo.js') },
+          ],
+        }),
+        beforeConnect: (client) => {
+          client.fallbackNotificationHandler = async (n) => {
+            if (n.method === 'notifications/message') logged++;
+          };
+        },
+      });
+      await waitListed(gw.client, ['flood__flood', 'echo__echo']);
+      await gw.client.setLoggingLevel('debug');
 
-    let maxRss = rssBytes(gw.pid) ?? 0;
-    const sampler = setInterval(() => {
-      const rss = rssBytes(gw.pid);
-      if (rss !== null && rss > maxRss) maxRss = rss;
-    }, 100);
-    let flooded: Obj;
-    try {
-      flooded = (await gw.client.request(
-        { method: 'tools/call', params: { name: 'flood__flood', arguments: { count: 200_000, bytes: 1024 } } } as never,
-        anyResult,
-        { timeout: 600_000 },
-      )) as Obj;
-    } finally {
-      clearInterval(sampler);
-    }
-    expect(textOf(flooded)).toBe('sent 200000');
-    expect(maxRss / MiB, `the gateway's largest VmRSS in MiB (the agent got ${logged} messages)`).toBeLessThan(300);
+      let maxRss = rssBytes(gw.pid) ?? 0;
+      const sampler = setInterval(() => {
+        const rss = rssBytes(gw.pid);
+        if (rss !== null && rss > maxRss) maxRss = rss;
+      }, 100);
+      let flooded: Obj;
+      try {
+        flooded = (await gw.client.request(
+          { method: 'tools/call', params: { name: 'flood__flood', arguments: { count: 200_000, bytes: 1024 } } } as never,
+          anyResult,
+          { timeout: 600_000 },
+        )) as Obj;
+      } finally {
+        clearInterval(sampler);
+      }
+      expect(textOf(flooded)).toBe('sent 200000');
+      expect(maxRss / MiB, `the gateway's largest VmRSS in MiB (the agent got ${logged} messages)`).toBeLessThan(300);
 
-    // Still answering, and the drops are counted.
-    expect(textOf(await call(gw.client, 'echo__echo', { message: 'after the flood' }))).toBe('after the flood');
-    const status = await statusOf(gw.client, 'flood');
-    expect(typeof status['droppedNotifications']).toBe('number');
-    expect(status['droppedNotifications']).toBeGreaterThanOrEqual(0);
-  }, 600_000);
+      // Still answering, and the drops are counted.
+      expect(textOf(await call(gw.client, 'echo__echo', { message: 'after the flood' }))).toBe('after the flood');
+      const status = await statusOf(gw.client, 'flood');
+      expect(typeof status['droppedNotifications']).toBe('number');
+      expect(status['droppedNotifications']).toBeGreaterThanOrEqual(0);
+    },
+    600_000,
+  );
 });
 
 describe('a child answering tools/list with 60 pages of about 4 MB', () => {

@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { CreateMessageRequestSchema, ElicitRequestSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCMessage } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { call, fixture, testConfig, waitListed, type Obj, type RunningGateway } from '../helpers/gateway.js';
 import { Gateways, request, statusOf, token } from '../helpers/security.js';
@@ -53,11 +53,11 @@ describe('a leaking server, to an agent that supports sampling and elicitation',
       config: testConfig({ ...PATIENT, servers: [LEAKER, { id: 'echo', ...fixture('echo.js') }] }),
       capabilities: { sampling: {}, elicitation: {} },
       beforeConnect: (client) => {
-        client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
+        client.setRequestHandler('sampling/createMessage', async (req) => {
           sampling.push(req.params as Obj);
           return { role: 'assistant', model: 'agent-model', content: { type: 'text', text: 'sampled' } };
         });
-        client.setRequestHandler(ElicitRequestSchema, async (req) => {
+        client.setRequestHandler('elicitation/create', async (req) => {
           elicitation.push(req.params as Obj);
           return { action: 'decline' };
         });

@@ -6,7 +6,7 @@
  * closing it ends with SIGKILL and the reaper ends its children).
  */
 import { afterEach, describe, expect, test } from 'vitest';
-import { anyResult, call, fixture, testConfig, textOf, waitListed, type Obj, type RunningGateway } from '../helpers/gateway.js';
+import { anyResult, call, fixture, testConfig, textOf, waitListed, type Obj, type RunningGateway, answers } from '../helpers/gateway.js';
 import { Gateways, request, within } from '../helpers/security.js';
 
 const REDOS = { id: 'redos', ...fixture('hostile-redos.js') };
@@ -22,7 +22,7 @@ afterEach(() => gateways.closeAll());
 async function stillAnswers(gw: RunningGateway): Promise<void> {
   const echoed = await within(2_000, 'echo__echo', call(gw.client, 'echo__echo', { message: 'still here' }));
   expect(textOf(echoed)).toBe('still here');
-  await within(2_000, 'ping', gw.client.ping());
+  await within(2_000, 'ping', answers(gw));
 }
 
 /** Starts a request without awaiting it; its outcome is kept (a result or an error). */

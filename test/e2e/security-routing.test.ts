@@ -4,9 +4,9 @@
  * URI belongs to A: A serves its reads, B's resources/updated for it does not reach the agent,
  * and both `server_status` and `check --json` report the overlap, served by A.
  */
-import type { JSONRPCNotification } from '@modelcontextprotocol/sdk/types.js';
+import type { JSONRPCNotification } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { TEST_KEY, call, fixture, testConfig, waitFor, waitListed, type Obj, type RunningGateway } from '../helpers/gateway.js';
+import { TEST_KEY, call, fixture, testConfig, waitFor, waitListed, type Obj, type RunningGateway, MODERN } from '../helpers/gateway.js';
 import { Gateways, cli, request, serverStatus } from '../helpers/security.js';
 
 const URI = 'evil://t/payroll';
@@ -47,7 +47,8 @@ describe('a URI claimed by a template of the first server and listed by the seco
     expect((other['contents'] as Obj[])[0]).toMatchObject({ text: 'served by a' });
   });
 
-  test("after the agent subscribes, b's resources/updated for it never reaches the agent; a's does", async () => {
+  // A 2025-era mechanism (the 2026-07-28 one is tested in eras.test.ts).
+  test.skipIf(MODERN)("after the agent subscribes, b's resources/updated for it never reaches the agent; a's does", async () => {
     await request(gw.client, 'resources/subscribe', { uri: URI });
     // B's notification, if relayed, is written before B's result; A's poke is the barrier after it.
     expect((await call(gw.client, 'b__poke'))['isError']).not.toBe(true);

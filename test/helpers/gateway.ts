@@ -1,10 +1,11 @@
 /**
  * Starts a real `mcp-gateway serve` process on a config written to a temp folder and connects the
- * SDK Client to it, as an agent would.
+ * SDK (v2) Client to it, as an agent would: a 2025-era agent (`initialize`), or a 2026-07-28 one.
+ * The era is the `agent` option, else MCP_TEST_AGENT (the vitest project `e2e-modern` sets it to
+ * "modern" and runs the agent-facing suites again), else legacy.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import type { ClientCapabilities } from '@modelcontextprotocol/sdk/types.js';
+import { Client, type ClientCapabilities } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -46,8 +47,42 @@ export function tempDir(prefix = 'mcpgw-'): string {
   return mkdtempSync(path.join(tmpdir(), prefix));
 }
 
+/** The protocol era of the agents the tests play. */
+export type AgentEra = 'legacy' | 'modern';
+
+/** The era the agent-facing suites run in (MCP_TEST_AGENT), legacy unless told otherwise. */
+export const AGENT_ERA: AgentEra = process.env['MCP_TEST_AGENT'] === 'modern' ? 'modern' : 'legacy';
+/** Whether this run plays a 2026-07-28 agent (tests of 2025-only mechanisms are skipped then). */
+export const MODERN = AGENT_ERA === 'modern';
+
+/** Whether the gateway answers: `ping` for a 2025-era agent; 2026-07-28 has no ping, a list instead. */
+export async function answers(gw: { client: Client; era: AgentEra }): Promise<void> {
+  if (gw.era === 'legacy') await gw.client.ping();
+  else await gw.client.request({ method: 'tools/list', params: {} } as never, z.looseObject({}), { timeout: 60_000 });
+}
+
+/**
+ * The SDK's stdio transport, probing the era in place: the SDK runs the probe of its own base
+ * class on a disposable second process (a test of that is in eras.test.ts), a subclass on the
+ * connection itself.
+ */
+export class InPlaceStdioTransport extends StdioClientTransport {}
+
+/** A v2 Client of the given era: 2025 (initialize) or pinned to 2026-07-28 (no fallback). */
+export function agentClient(era: AgentEra, capabilities: ClientCapabilities = {}, options: { autoFulfill?: boolean } = {}): Client {
+  return new Client(
+    { name: 'test-agent', version: '1.0.0' },
+    {
+      capabilities,
+      ...(era === 'modern' ? { versionNegotiation: { mode: { pin: '2026-07-28' } } } : {}),
+      ...(options.autoFulfill === false ? { inputRequired: { autoFulfill: false } } : {}),
+    },
+  );
+}
+
 export interface RunningGateway {
   readonly client: Client;
+  readonly era: AgentEra;
   readonly transport: StdioClientTransport;
   readonly dir: string;
   readonly configFile: string;
@@ -67,6 +102,10 @@ export interface StartOptions {
   readonly beforeConnect?: (client: Client) => void;
   /** Run `serve` under this umask (octal text such as "022"), through /bin/sh. */
   readonly umask?: string;
+  /** The agent's protocol era (default AGENT_ERA). */
+  readonly agent?: AgentEra;
+  /** false: a 2026-07-28 agent gets input-required results itself instead of its handlers answering them. */
+  readonly autoFulfill?: boolean;
 }
 
 export function writeConfig(dir: string, config: Record<string, unknown> | string): string {
@@ -88,7 +127,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     ...options.env,
   };
   const serve = [BIN, 'serve', '--config', configFile];
-  const transport = new StdioClientTransport(
+  const transport = new InPlaceStdioTransport(
     options.umask === undefined
       ? { command: process.execPath, args: serve, env, stderr: 'pipe', cwd: dir }
       : {
@@ -103,10 +142,13 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   transport.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString('utf8');
   });
-  const client = new Client({ name: 'test-agent', version: '1.0.0' }, { capabilities: options.capabilities ?? {} });
+  const era = options.agent ?? AGENT_ERA;
+  const client = agentClient(era, options.capabilities ?? {}, { autoFulfill: options.autoFulfill });
   options.beforeConnect?.(client);
   try {
     await client.connect(transport);
+    // A 2026-07-28 agent gets list changes on a listen stream it opens (a 2025 one gets them anyway).
+    if (era === 'modern') await client.listen({ toolsListChanged: true, promptsListChanged: true, resourcesListChanged: true });
   } catch (err) {
     // A gateway that exits before it answers initialize (a config it refuses, say): say why.
     await new Promise((r) => setTimeout(r, 300));
@@ -115,6 +157,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   }
   return {
     client,
+    era,
     transport,
     dir,
     configFile,
@@ -164,8 +207,38 @@ export function errorCode(result: unknown): string | undefined {
 
 export type Obj = Record<string, unknown>;
 
-/** Keeps every field: the SDK's own result schemas would drop unknown ones or re-validate results. */
-export const anyResult = z.looseObject({});
+/**
+ * Keeps every field: the SDK's own result schemas would drop unknown ones or re-validate results.
+ * What the 2026-07-28 encoding adds to every result of the gateway (its own serverInfo, and the
+ * cache hints "do not cache, private") is taken off, so results compare with a 2025 client's;
+ * a child's serverInfo or cache hints would stay, and show.
+ */
+export const anyResult = z.looseObject({}).transform((result) => withoutGatewayHop(result));
+
+/**
+ * Tool definitions as an agent of `era` is given them: the 2026-07-28 revision has no tasks, so
+ * its encoding leaves out `execution` (for a 2025-era agent they are unchanged).
+ */
+export function toolsAsListedTo(era: AgentEra, tools: readonly Obj[]): Obj[] {
+  return era === 'legacy' ? [...tools] : tools.map(({ execution: _execution, ...tool }) => tool);
+}
+
+/** A result without the gateway's own 2026-07-28 stamps (see anyResult). */
+export function withoutGatewayHop<T extends Record<string, unknown>>(result: T): T {
+  const out: Record<string, unknown> = { ...result };
+  const meta = out['_meta'] as Record<string, unknown> | undefined;
+  const info = meta?.['io.modelcontextprotocol/serverInfo'] as { name?: string } | undefined;
+  if (meta && info?.name === 'mcp-gateway') {
+    const { ['io.modelcontextprotocol/serverInfo']: _info, ...rest } = meta;
+    if (Object.keys(rest).length > 0) out['_meta'] = rest;
+    else delete out['_meta'];
+  }
+  if (out['ttlMs'] === 0 && out['cacheScope'] === 'private') {
+    delete out['ttlMs'];
+    delete out['cacheScope'];
+  }
+  return out as T;
+}
 
 /** A tools/call whose result comes back exactly as the gateway sent it. */
 export async function call(

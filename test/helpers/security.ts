@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { Client } from '@modelcontextprotocol/client';
 import { BIN, anyResult, startGateway, type Obj, type RunningGateway, type StartOptions } from './gateway.js';
 
 /** Gateways a test file started; `closeAll` in afterEach/afterAll. */
