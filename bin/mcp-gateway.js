@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Thin launcher: runs the compiled CLI (no TypeScript at run time; Claude Desktop starts this on every launch).
-import('../dist/cli/main.js').then(
+// Thin launcher: runs the bundled CLI (no TypeScript at run time; Claude Desktop starts this on every
+// launch, so it loads one file, not a module graph: scripts/bundle.mjs).
+import('../dist/mcp-gateway.js').then(
   (cli) => cli.main(process.argv),
   (err) => {
     if (err && err.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes('dist')) {

@@ -1,4 +1,6 @@
-/** The package version, read once from package.json (one level above dist/ and src/). */
-import { createRequire } from 'node:module';
+/** The package version, read once from package.json (at the package root). */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { PACKAGE_ROOT } from './paths.js';
 
-export const VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+export const VERSION: string = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;

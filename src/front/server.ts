@@ -39,6 +39,7 @@ import {
   type RawResource,
   type RawTemplate,
 } from '../registry/child.js';
+import { takesInput } from '../registry/input.js';
 import type { Registry } from '../registry/registry.js';
 import type { ArgumentValidator } from '../registry/validate.js';
 import type { Redactor } from '../secrets/redactor.js';
@@ -280,8 +281,10 @@ export class Front {
    */
   private pushToCall(child: ChildServer, request: { method: string; params?: Record<string, unknown> }) {
     const flows = this.o.flows.pendingAt(child.id);
-    // Requests that cannot take input (completion, subscriptions) are calls in progress too.
-    const others = [...(this.inFlight.get(child) ?? [])].filter((c) => !INPUT_REQUIRED_METHODS.has(c.method)).length;
+    // Requests without a flow (completion, subscriptions, calls whose agent can take no input) are
+    // calls in progress there too.
+    let others = 0;
+    for (const c of this.inFlight.get(child) ?? []) if (!INPUT_REQUIRED_METHODS.has(c.method) || !takesInput(c.request.agent)) others++;
     if (flows.length === 1 && others === 0) {
       const flow = flows[0]!;
       const capability = INPUT_CAPABILITY[request.method];
@@ -293,7 +296,9 @@ export class Front {
     const why =
       flows.length + others === 0
         ? 'no call of the agent is in progress there (a server can be given its roots in the config: servers[].roots)'
-        : `${flows.length + others} calls of the agent are in progress there, and the request does not say which one it belongs to`;
+        : flows.length === 0
+          ? 'no call of the agent in progress there can take it (only a tools/call, prompts/get or resources/read whose request declares sampling, elicitation or roots can)'
+          : `${flows.length + others} calls of the agent are in progress there, and the request does not say which one it belongs to`;
     this.log.warn(`refused ${request.method} from server "${child.id}": ${why}`);
     throw new RpcError(-32603, `the gateway cannot tell which call of the agent this ${request.method} belongs to; it is refused`);
   }

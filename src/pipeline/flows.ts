@@ -5,8 +5,9 @@
  * answers, which the gateway hands to the child's waiting requests. Meanwhile the child's call
  * stays pending here (design §9: a push reaches only the agent whose call the child is serving).
  */
-import { randomUUID } from 'node:crypto';
 import type { ResultObject } from './context.js';
+
+let flowIds = 0;
 
 /** A request of the child, as the agent gets it inside an input-required result. */
 export interface InputRequest {
@@ -24,7 +25,8 @@ export type FlowStep = { readonly done: ResultObject } | { readonly input: Recor
 
 /** One such call. */
 export class InputFlow {
-  readonly id = randomUUID();
+  /** Known only inside this process's sealed request states, so a counter is enough. */
+  readonly id = `f${++flowIds}`;
   /** Aborts the child's call: the flow expired, or the agent cancelled a round. */
   readonly abort = new AbortController();
   private readonly queued: Pending[] = [];
@@ -127,9 +129,12 @@ export class InputFlow {
 /** How many progress notifications of a child a flow keeps between two rounds. */
 const MAX_HELD_PROGRESS = 64;
 
-/** The open flows of the gateway, by id and by child; a flow the agent does not resume expires. */
+/**
+ * The open flows of the gateway, by id. A flow waiting for the agent's next round expires; during a
+ * round the agent's request is alive, and its end (answer, cancellation) closes the flow.
+ */
 export class InputFlows {
-  private readonly byId = new Map<string, { flow: InputFlow; timer: NodeJS.Timeout }>();
+  private readonly byId = new Map<string, { flow: InputFlow; timer: NodeJS.Timeout | undefined }>();
 
   constructor(private readonly ttlMs = 5 * 60_000) {}
 
@@ -140,16 +145,25 @@ export class InputFlows {
     start: (flow: InputFlow) => Promise<ResultObject>,
   ): InputFlow {
     const flow = new InputFlow(server, capabilities, start);
-    this.byId.set(flow.id, { flow, timer: this.expiry(flow) });
+    this.byId.set(flow.id, { flow, timer: undefined });
     return flow;
   }
 
-  /** A flow to resume, its expiry pushed back; undefined when it ended or expired. */
+  /** The flow waits for the agent to continue the call: it ends unless that happens in time. */
+  awaitAgent(flow: InputFlow): void {
+    const entry = this.byId.get(flow.id);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    entry.timer = setTimeout(() => this.close(flow, 'the agent did not continue the call in time'), this.ttlMs);
+    entry.timer.unref();
+  }
+
+  /** A flow to resume; undefined when it ended or expired. */
   resume(id: string): InputFlow | undefined {
     const entry = this.byId.get(id);
     if (!entry) return undefined;
     clearTimeout(entry.timer);
-    entry.timer = this.expiry(entry.flow);
+    entry.timer = undefined;
     return entry.flow;
   }
 
@@ -163,12 +177,8 @@ export class InputFlows {
 
   /** The flows whose call is pending at this child: a push belongs to one only when it is the only one. */
   pendingAt(server: string): InputFlow[] {
-    return [...this.byId.values()].map((e) => e.flow).filter((f) => f.server === server && !f.finished);
-  }
-
-  private expiry(flow: InputFlow): NodeJS.Timeout {
-    const timer = setTimeout(() => this.close(flow, 'the agent did not continue the call in time'), this.ttlMs);
-    timer.unref();
-    return timer;
+    const pending: InputFlow[] = [];
+    for (const { flow } of this.byId.values()) if (flow.server === server && !flow.finished) pending.push(flow);
+    return pending;
   }
 }

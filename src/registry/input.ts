@@ -13,7 +13,7 @@
  * call (pipeline/request-state.ts): every round is a request of its own through the whole pipeline.
  */
 import { GatewayError } from '../errors.js';
-import type { CallContext, ResultObject } from '../pipeline/context.js';
+import type { AgentInfo, CallContext, ResultObject } from '../pipeline/context.js';
 import type { InputFlows } from '../pipeline/flows.js';
 import { callBinding, RequestStateError, type RequestStatePayload, type RequestStates } from '../pipeline/request-state.js';
 import { INPUT_CAPABILITY, INPUT_REQUIRED_METHODS, type ChildServer, type RequestOptions } from './child.js';
@@ -41,10 +41,20 @@ export async function exchange(
 
   if (child.era === 'modern') return modernChild(o, ctx, child, method, params, options, resume);
 
-  // A 2025-era child: a 2025-era agent gets its pushes as they come (front.relayToAgent).
-  if (agent.era === 'legacy') return child.request(method, params, options);
+  // A 2025-era child: a 2025-era agent gets its pushes as they come (front.relayToAgent); a
+  // 2026-07-28 agent that can answer none of them needs no flow (a push is refused).
+  if (agent.era === 'legacy' || (resume === undefined && !takesInput(agent))) return child.request(method, params, options);
   return flowRound(o, ctx, child, method, params, options, resume);
 }
+
+/** Whether an agent's request declares a capability a child's request could need (sampling, elicitation, roots). */
+export function takesInput(agent: AgentInfo): boolean {
+  const capabilities = agent.capabilities;
+  if (capabilities === undefined) return false;
+  return INPUT_CAPABILITIES.some((capability) => capabilities[capability] !== undefined);
+}
+
+const INPUT_CAPABILITIES: readonly string[] = [...new Set(Object.values(INPUT_CAPABILITY))];
 
 /** The sealed state of a 2026-07-28 agent's retry, opened and spent; undefined for a first round. */
 function openState(o: InputOptions, ctx: CallContext): RequestStatePayload | undefined {
@@ -231,6 +241,7 @@ async function flowRound(
       o.flows.close(current);
       return step.done;
     }
+    o.flows.awaitAgent(current);
     return { resultType: 'input_required', inputRequests: step.input, requestState: seal(o, ctx, { flow: current.id }) };
   } catch (err) {
     o.flows.close(current);

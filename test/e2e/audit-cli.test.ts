@@ -35,8 +35,8 @@ function newestSource(dir: string): number {
 
 beforeAll(() => {
   // The CLI runs from dist: build it when the sources are newer (as `npm test` does first).
-  const built = path.join(ROOT, 'dist/cli/commands/audit.js');
-  if (!existsSync(built) || statSync(path.join(ROOT, 'dist/cli/main.js')).mtimeMs < newestSource(path.join(ROOT, 'src'))) {
+  const built = path.join(ROOT, 'dist/mcp-gateway.js');
+  if (!existsSync(built) || statSync(built).mtimeMs < newestSource(path.join(ROOT, 'src'))) {
     try {
       execFileSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
         cwd: ROOT,
@@ -45,6 +45,7 @@ beforeAll(() => {
     } catch {
       // Type errors elsewhere still emit JavaScript; the tests below fail if the CLI is unusable.
     }
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts/bundle.mjs')], { cwd: ROOT, stdio: 'pipe' });
   }
 }, 120_000);
 

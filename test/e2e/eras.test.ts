@@ -296,6 +296,21 @@ describe('pushes outside any call', () => {
   });
 });
 
+test('a 2026-07-28 agent that declares no input capability: a 2025 child cannot ask it anything, the call answers', async () => {
+  const gw = await startGateway({ agent: 'modern', config: testConfig({ servers: SERVERS.slice(0, 2) }) });
+  try {
+    await waitListed(gw.client, 'old__confirm');
+    const result = await gw.client.callTool({ name: 'old__confirm', arguments: { action: 'pay' } });
+    expect(result['resultType']).not.toBe('input_required');
+    expect(result.isError).toBe(true);
+    // The child was told the agent cannot answer (its client declares what the agent's first request did).
+    expect(textOf(result)).toMatch(/elicitation/i);
+    expect(textOf(await gw.client.callTool({ name: 'old__echo', arguments: { message: 'still here' } }))).toContain('still here');
+  } finally {
+    await gw.close();
+  }
+});
+
 describe('logs and resource updates for a 2026-07-28 agent', () => {
   test("a child's log message goes with the request that asked for its level; below the level it does not", async () => {
     const gw = await startGateway({ agent: 'modern', config: testConfig({ servers: SERVERS.slice(0, 2) }) });

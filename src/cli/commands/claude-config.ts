@@ -1,10 +1,11 @@
 /** `mcp-gateway claude-config`: the Claude Desktop entry that starts this gateway, with absolute paths. */
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import { loadConfig } from '../../config/load.js';
 import { API_KEY_ENV } from '../../identity/authenticate.js';
+import { PACKAGE_ROOT } from '../../paths.js';
 
 export function launcherPath(): string {
-  return fileURLToPath(new URL('../../../bin/mcp-gateway.js', import.meta.url));
+  return path.join(PACKAGE_ROOT, 'bin', 'mcp-gateway.js');
 }
 
 export function claudeEntry(configFile: string, key = '<paste the key from `mcp-gateway keys create`>') {

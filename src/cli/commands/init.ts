@@ -3,15 +3,15 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { compileGlob } from '../../config/glob.js';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from '../../paths.js';
 import { initTemplate } from '../template.js';
 import { usageError } from '../errors.js';
 
 const IGNORE_LINES = ['mcp-gateway.db', 'mcp-gateway.db-wal', 'mcp-gateway.db-shm', 'mcp-gateway.db-reserve'];
 
-/** The demo server inside this package (dist/cli/commands → ../../../demo). */
+/** The demo server inside this package. */
 export function demoServerPath(): string {
-  return fileURLToPath(new URL('../../../demo/demo-server.js', import.meta.url));
+  return path.join(PACKAGE_ROOT, 'demo', 'demo-server.js');
 }
 
 export async function init(options: { dir: string; force?: boolean; config?: string }): Promise<void> {
