@@ -9,6 +9,7 @@ import { Client as ClientV2 } from '@modelcontextprotocol/client';
 import { StdioClientTransport as StdioClientTransportV2 } from '@modelcontextprotocol/client/stdio';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -195,8 +196,11 @@ async function firstAnswers(dir) {
     ['2026-07-28 agent, server/discover', 'modern', BIN, configFile('slow')],
     ...(BASELINE ? [['baseline build, 2025 agent (v1 client), initialize', 'v1', BASELINE_BIN, configFile('slow-baseline')]] : []),
   ];
-  const times = new Map(agents.map(([label]) => [label, []]));
+  const times = new Map([['node alone (spawn to exit of an empty script)', []], ...agents.map(([label]) => [label, []])]);
   for (let run = 0; run < FIRST_ANSWER_RUNS; run++) {
+    const t0 = performance.now();
+    await new Promise((resolve, reject) => spawn(process.execPath, ['-e', '']).on('exit', resolve).on('error', reject));
+    times.get('node alone (spawn to exit of an empty script)').push(performance.now() - t0);
     for (const [label, agent, bin, file] of agents) {
       const t0 = performance.now();
       const client = await connect(process.execPath, [bin, 'serve', '--config', file], env, agent);
@@ -221,7 +225,7 @@ async function main() {
       `mcp-gateway bench: echo tool; per round ${WARMUP} + ${WARMUP_CONCURRENT} warm-up calls, then ${SEQUENTIAL} sequential and ${CONCURRENT} at ${IN_FLIGHT} in flight;` +
         ` ${ROUNDS} rounds interleaved, medians shown (node ${process.version})\n`,
     );
-    const runs = { direct: [], relay: [], relayV2: [], plain: [], audited: [], legacy: [], modern: [] };
+    const runs = { direct: [], relay: [], relayV2: [], relayV2Modern: [], plain: [], audited: [], legacy: [], modern: [] };
     if (BASELINE) Object.assign(runs, { basePlain: [], baseAudited: [] });
     for (let round = 0; round < ROUNDS; round++) {
       const direct = await connect(process.execPath, [ECHO], {});
@@ -231,9 +235,12 @@ async function main() {
       const relay = await connect(process.execPath, [RELAY, process.execPath, ECHO], {});
       runs.relay.push(await measure(relay, 'echo__echo'));
       await relay.close();
-      const relayV2 = await connect(process.execPath, [RELAY_V2, process.execPath, ECHO], {});
+      const relayV2 = await connect(process.execPath, [RELAY_V2, process.execPath, ECHO], {}, 'legacy');
       runs.relayV2.push(await measure(relayV2, 'echo__echo'));
       await relayV2.close();
+      const relayV2Modern = await connect(process.execPath, [RELAY_V2, process.execPath, ECHO], {}, 'modern');
+      runs.relayV2Modern.push(await measure(relayV2Modern, 'echo__echo'));
+      await relayV2Modern.close();
       runs.plain.push(await runGateway(dir, false));
       runs.audited.push(await runGateway(dir, true));
       runs.legacy.push(await runGateway(dir, true, { agent: 'legacy' }));
@@ -251,7 +258,8 @@ async function main() {
     const labels = {
       direct: 'direct (SDK client → echo)',
       relay: 'bare SDK v1 relay (Server + Client)',
-      relayV2: 'bare SDK v2 relay (Server + Client)',
+      relayV2: 'bare SDK v2 relay, v2 client, 2025',
+      relayV2Modern: 'bare SDK v2 relay, v2 client, 2026-07-28',
       plain: 'gateway, audit + metering off',
       audited: 'gateway, full pipeline',
       legacy: 'gateway, full pipeline, v2 client, 2025',
@@ -275,10 +283,11 @@ async function main() {
       console.log(`${label} / ${refLabel}: sequential time ×${spread(seq, 2)}, concurrent throughput ${spread(con, 0, '%')}`);
     };
     compare('bare SDK v1 relay', 'relay', 'direct', 'direct');
-    compare('bare SDK v2 relay', 'relayV2', 'direct', 'direct');
+    compare('bare SDK v2 relay (v2 client)', 'relayV2', 'direct', 'direct');
     compare('gateway (audit + metering off)', 'plain', 'direct', 'direct');
     compare('gateway (full pipeline)', 'audited', 'direct', 'direct');
     compare('2026-07-28 agent', 'modern', 'legacy', '2025 agent (same v2 client, full pipeline)');
+    compare('2026-07-28 agent, bare SDK v2 relay', 'relayV2Modern', 'relayV2', '2025 agent (same v2 client) on it');
     if (BASELINE) {
       compare('this build (audit + metering off)', 'plain', 'basePlain', 'baseline build');
       compare('this build (full pipeline)', 'audited', 'baseAudited', 'baseline build');
@@ -288,9 +297,12 @@ async function main() {
         `CPU per call of the process the client talks to, sequential / ${IN_FLIGHT} in flight:` +
           ` echo child ${results.direct.seqCpuUs.toFixed(0)} / ${results.direct.conCpuUs.toFixed(0)} µs,` +
           ` bare relay v1 ${results.relay.seqCpuUs.toFixed(0)} / ${results.relay.conCpuUs.toFixed(0)} µs,` +
-          ` v2 ${results.relayV2.seqCpuUs.toFixed(0)} / ${results.relayV2.conCpuUs.toFixed(0)} µs,` +
+          ` v2 ${results.relayV2.seqCpuUs.toFixed(0)} / ${results.relayV2.conCpuUs.toFixed(0)} µs` +
+          ` (v2 client, 2025; 2026-07-28 ${results.relayV2Modern.seqCpuUs.toFixed(0)} / ${results.relayV2Modern.conCpuUs.toFixed(0)} µs),` +
           ` gateway ${results.plain.seqCpuUs.toFixed(0)} / ${results.plain.conCpuUs.toFixed(0)} µs,` +
-          ` with audit ${results.audited.seqCpuUs.toFixed(0)} / ${results.audited.conCpuUs.toFixed(0)} µs`,
+          ` with audit ${results.audited.seqCpuUs.toFixed(0)} / ${results.audited.conCpuUs.toFixed(0)} µs` +
+          ` (v2 client: 2025 agent ${results.legacy.seqCpuUs.toFixed(0)} / ${results.legacy.conCpuUs.toFixed(0)} µs,` +
+          ` 2026-07-28 agent ${results.modern.seqCpuUs.toFixed(0)} / ${results.modern.conCpuUs.toFixed(0)} µs)`,
       );
     }
     console.log(
