@@ -11,6 +11,8 @@ const AGENT_FACING = [
   'faults',
   'fidelity',
   'fidelity-notifications',
+  'metrics',
+  'naming',
   'paging',
   'policy-ratelimit',
   'auth',

@@ -32,6 +32,8 @@ import { ArgumentValidator } from './registry/validate.js';
 import { gatewaySecrets } from './secrets/secrets.js';
 import { Redactor } from './secrets/redactor.js';
 import { openDatabase, type Db } from './store/db.js';
+import { Metrics } from './ops/metrics.js';
+import type { Readiness } from './ops/listener.js';
 import { KeyStore } from './store/keys.js';
 import { CatalogStore } from './store/catalog.js';
 import { Recorder } from './store/recorder.js';
@@ -62,6 +64,10 @@ export interface Gateway {
   readonly db: Db;
   /** The agent's session: resolves once its credential is verified, rejects with AuthError. */
   readonly session: Promise<Session>;
+  /** Prometheus metrics, when the config asks for them (`metrics`). */
+  readonly metrics: Metrics | null;
+  /** Whether the gateway can serve: the store is writable and every eager server has settled. */
+  readonly readiness: Readiness;
   /** Connects the front to the agent's transport. */
   connect(transport: Transport): Promise<void>;
   /** Stops the children (process groups), commits pending records, closes the database. */
@@ -134,7 +140,21 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
     const tools = gatewayToolIndex(
       extraTools?.({ db, audits, usage, flushUsage: () => recorder.flush(true), hmacKey: secrets.hmacKey }) ?? [],
     );
+    // Metrics (config `metrics`): the outermost stage, so it sees every outcome and the whole time.
+    const metrics = config.metrics
+      ? new Metrics({
+          known: (server, kind, name) =>
+            kind === 'admin'
+              ? tools.has(name)
+              : ((kind === 'tool' ? registry.get(server)?.catalog.toolsByName : registry.get(server)?.catalog.promptsByName)?.has(name) ??
+                false),
+          servers: () => registry.status(),
+          sessions: () => (front?.agentConnected ? 1 : 0),
+        })
+      : null;
+    if (metrics) recorder.onCommit = (seconds) => metrics.observeCommit(seconds);
     const stages: Stage<CallContext>[] = [];
+    if (metrics) stages.push(metrics.stage());
     if (config.audit.enabled) stages.push(audit({ recorder, config: config.audit, redactor, log: logger.scoped('audit') }));
     if (config.metering.enabled) stages.push(meter(recorder, config.servers, redactor));
     stages.push(
@@ -175,6 +195,22 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
       registry,
       db,
       session,
+      metrics,
+      readiness: () => {
+        const checks: Record<string, string> = { store: recorder.refusal ?? 'ok' };
+        for (const child of registry.all()) {
+          if (child.config.start !== 'eager') continue;
+          checks[`server:${child.id}`] = !registry.isStarted
+            ? 'not started: servers start when the agent connects'
+            : child.firstStartPending
+              ? `starting (${child.state})`
+              : child.state === 'failed'
+                ? 'failed (settled)'
+                : 'ok';
+        }
+        const ready = Object.values(checks).every((c) => c === 'ok' || c === 'failed (settled)');
+        return { ready, checks };
+      },
       connect: (transport) => front!.connect(transport),
       close: (graceMs = 2_000) =>
         (closing ??= (async () => {

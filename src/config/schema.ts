@@ -76,6 +76,14 @@ export const serverSchema = z.strictObject({
    */
   protocol: z.enum(['legacy', 'modern', 'auto']).default('legacy'),
   /**
+   * What the agent sees before the server's tool and prompt names (then the separator): by default
+   * its id; "" shows the server's own names (a gateway in front of one server).
+   */
+  prefix: z
+    .string()
+    .regex(/^$|^[a-z0-9][a-z0-9-]{0,31}$/, 'must be "" or match [a-z0-9][a-z0-9-]{0,31} (lowercase letters, digits, "-")')
+    .optional(),
+  /**
    * The server's roots, answered by the gateway to its `roots/list` whoever calls (the agent is not
    * asked). Unset: asked of the agent whose call the server is serving; outside any call, refused.
    */
@@ -310,6 +318,28 @@ export const configSchema = z
     audit: auditSchema,
     metering: z.strictObject({ enabled: bool().default(true) }).prefault({}),
     limits: limitsSchema,
+    /** The operations listener: /metrics (Prometheus), /healthz, /readyz. Unset: none. */
+    metrics: z
+      .strictObject({
+        /** host:port, [v6]:port or a port alone (bound to 127.0.0.1). */
+        listen: z
+          .union([
+            z.string().regex(/^(?:\[[0-9a-fA-F:.]+\]|[^:[\]\s]*):\d{1,5}$|^\d{1,5}$/, 'must be host:port or a port'),
+            z.number().int().min(0).max(65_535),
+          ])
+          .transform(String),
+        /** When set, /metrics needs `Authorization: Bearer <token>`. */
+        token: z.string().min(16, 'must be at least 16 characters').optional(),
+      })
+      .optional(),
+    log: z
+      .strictObject({
+        /** MCP_GATEWAY_LOG_LEVEL, when set, wins. */
+        level: z.enum(['debug', 'info', 'warn', 'error', 'silent']).optional(),
+        /** json: one JSON object a line on stderr (time, level, service, scope, msg). */
+        format: z.enum(['text', 'json']).default('text'),
+      })
+      .prefault({}),
   })
   .superRefine((c, ctx) => {
     const dup = (ids: readonly string[], path: readonly (string | number)[]) => {
@@ -323,6 +353,20 @@ export const configSchema = z
       c.servers.map((s) => s.id),
       ['servers'],
     );
+    // Two servers shown under one prefix would make their names collide.
+    const prefixes = new Map<string, string>();
+    c.servers.forEach((s, i) => {
+      const prefix = s.prefix ?? s.id;
+      if (prefix === '' || !s.enabled) return;
+      const other = prefixes.get(prefix);
+      if (other !== undefined && other !== s.id)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['servers', i, 'prefix'],
+          message: `servers "${other}" and "${s.id}" would both be shown as "${prefix}${c.naming.separator}…": give one another prefix`,
+        });
+      else prefixes.set(prefix, s.id);
+    });
     dup(
       c.policies.map((p) => p.id),
       ['policies'],

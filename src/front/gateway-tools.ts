@@ -20,6 +20,8 @@ export interface GatewayToolContext {
   readonly visibleTools: (identity: Identity) => { server: string; exposedName: string; entry: RawEntry }[];
   /** URIs offered by more than one server (served by the first in config order). */
   readonly conflicts: () => { uri: string; servers: string[]; servedBy: string }[];
+  /** Tool and prompt names more than one server (or a gateway tool) would show. */
+  readonly nameConflicts: () => { kind: 'tool' | 'prompt'; name: string; servers: string[]; servedBy: string }[];
 }
 
 export interface GatewayTool {
@@ -149,7 +151,7 @@ const serverStatus: GatewayTool = {
     title: 'Health of the servers behind the gateway',
     description:
       "Shows each server's state, process id, restarts, last exit and error, the last lines of its stderr (secrets redacted), " +
-      'tools left out of the lists and why, and resource URIs claimed by more than one server.',
+      'tools left out of the lists and why, resource URIs claimed by more than one server, and tool or prompt names two servers would show.',
     inputSchema: {
       type: 'object',
       properties: { server: { type: 'string', description: 'Only this server' } },
@@ -164,11 +166,23 @@ const serverStatus: GatewayTool = {
       throw new GatewayError('INVALID_ARGUMENTS', `no server "${only}"`, { field: 'server' });
     }
     const servers = tools.registry.status().filter((s) => only === undefined || s.id === only);
-    return jsonResult(tools.redactor.value({ servers, uriConflicts: tools.conflicts() }));
+    return jsonResult(tools.redactor.value({ servers, uriConflicts: tools.conflicts(), nameConflicts: tools.nameConflicts() }));
   },
 };
 
 export const GATEWAY_TOOLS: readonly GatewayTool[] = [call, listTools, listServers, serverStatus];
+
+/**
+ * The names of every gateway tool, these and the audit module's (audit/tools.ts): names a server
+ * shown under its own names must not use. test/e2e/naming.test.ts checks it against `serve`.
+ */
+export const GATEWAY_TOOL_NAMES: readonly string[] = [
+  ...GATEWAY_TOOLS.map((t) => t.definition.name),
+  'audit_log',
+  'audit_verify',
+  'audit_stats',
+  'usage',
+];
 
 /** Gateway tools by name. Later tools (audit, usage) are added by their modules. */
 export function gatewayToolIndex(extra: readonly GatewayTool[] = []): ReadonlyMap<string, GatewayTool> {

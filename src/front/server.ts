@@ -76,6 +76,12 @@ export class Front {
   readonly server: Server;
   private readonly expose: GatewayConfig['naming']['expose'];
   private initialized = false;
+
+  /** Whether an agent has opened its connection (and it is not closed). */
+  get agentConnected(): boolean {
+    return this.initialized && !this.closed;
+  }
+  private closed = false;
   /** The agent's protocol era, fixed by its first message (serveStdio pins it). */
   private era: 'legacy' | 'modern' | undefined;
   private stdio: StdioServerHandle | undefined;
@@ -99,6 +105,7 @@ export class Front {
   private readonly log: Logger;
   /** The requests the front answers, by method (see `handle`). */
   private readonly handlers = new Map<string, Handler>();
+  private readonly warnedConflicts = new Set<string>();
   readonly toolContext: GatewayToolContext;
 
   constructor(private readonly o: FrontOptions) {
@@ -138,6 +145,7 @@ export class Front {
       redactor: o.redactor,
       visibleTools: (identity) => this.visibleTools(identity),
       conflicts: () => o.registry.uriConflicts(),
+      nameConflicts: () => o.registry.nameConflicts(this.expose === 'direct' ? undefined : new Set(o.gatewayTools.keys())),
     };
     this.registerHandlers();
   }
@@ -160,6 +168,7 @@ export class Front {
 
   /** Closes the connection to the agent. */
   async close(): Promise<void> {
+    this.closed = true;
     await this.stdio?.close();
   }
 
@@ -187,6 +196,7 @@ export class Front {
 
   /** The registry calls this when a child's catalog or availability changed. */
   onCatalogChanged(child: ChildServer): void {
+    this.warnNameConflicts(child);
     if (!this.initialized) return;
     // A child that became ready after the agent's logging/setLevel (lazy, slow, restarted) gets it now.
     void this.syncLogLevel(child);
@@ -196,6 +206,21 @@ export class Front {
     const caps = child.serverCapabilities;
     if (caps?.prompts || child.catalog.prompts.length > 0) notify(this.server.sendPromptListChanged());
     if (caps?.resources || child.catalog.resources.length > 0) notify(this.server.sendResourceListChanged());
+  }
+
+  /** Names a server shown under its own names shares with another (or a gateway tool): said once each. */
+  private warnNameConflicts(child: ChildServer): void {
+    if (child.config.prefix !== '' || !this.toolContext) return;
+    for (const c of this.toolContext.nameConflicts()) {
+      const key = `${c.kind}:${c.name}:${c.servers.join(',')}`;
+      if (this.warnedConflicts.has(key)) continue;
+      this.warnedConflicts.add(key);
+      this.log.warn(
+        this.o.redactor.text(
+          `${c.kind} name "${c.name}" is offered by ${c.servers.join(' and ')}; calls reach ${c.servedBy} (give one a prefix: servers[].prefix)`,
+        ),
+      );
+    }
   }
 
   /**
@@ -683,7 +708,7 @@ export class Front {
   }
 
   private routePrompt(name: string, args: Record<string, unknown> | undefined): Route {
-    const split = this.o.registry.splitName(name);
+    const split = this.o.registry.splitName(name, 'prompt');
     return { kind: 'prompt', server: split?.server ?? null, name: split?.name ?? name, arguments: args, entryPoint: false };
   }
 
@@ -774,7 +799,12 @@ export class Front {
         if (visible) tools.push(own.definition);
       }
     }
-    if (this.expose !== 'meta') for (const t of direct) tools.push({ ...t.entry, name: t.exposedName });
+    if (this.expose !== 'meta')
+      for (const t of direct) {
+        // A gateway tool's name is the gateway's (a server shown under its own names may offer one too).
+        if (this.expose === 'both' && this.o.gatewayTools.has(t.exposedName)) continue;
+        tools.push({ ...t.entry, name: t.exposedName });
+      }
     return tools;
   }
 

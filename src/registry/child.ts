@@ -354,6 +354,7 @@ export class ChildServer {
     return {
       id: this.id,
       name: this.config.name ?? this.id,
+      prefix: this.config.prefix ?? this.id,
       state: this.stateValue,
       start: this.config.start,
       pid: this.conn && !this.conn.closed ? (this.conn.transport.pid ?? null) : null,
@@ -786,6 +787,8 @@ export class ChildServer {
 export interface ChildStatus {
   readonly id: string;
   readonly name: string;
+  /** What its tool and prompt names are shown after ("" for its own names). */
+  readonly prefix: string;
   readonly state: ChildState;
   readonly start: 'eager' | 'lazy';
   readonly pid: number | null;

@@ -3,7 +3,7 @@
  * routing a name back to its server, and stopping them all with their process groups.
  */
 import type { ClientCapabilities } from '@modelcontextprotocol/client';
-import type { GatewayConfig, ServerConfig } from '../config/schema.js';
+import { GATEWAY_SERVER_ID, type GatewayConfig, type ServerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Redactor } from '../secrets/redactor.js';
 import {
@@ -44,6 +44,10 @@ export class Registry {
   private readonly children = new Map<string, ChildServer>();
   private readonly disabled: ServerConfig[] = [];
   private readonly separator: string;
+  /** Prefixed servers by prefix; servers shown under their own names ("" prefix), in config order. */
+  private readonly byPrefix = new Map<string, string>();
+  private readonly prefixOf = new Map<string, string>();
+  private readonly unprefixed: string[] = [];
   private started = false;
   /** Compiled templates, per catalog entry: they go with the catalog that listed them. */
   private readonly templates = new WeakMap<RawTemplate, UriTemplateMatcher | null>();
@@ -57,6 +61,10 @@ export class Registry {
         this.disabled.push(server);
         continue;
       }
+      const prefix = server.prefix ?? server.id;
+      this.prefixOf.set(server.id, prefix);
+      if (prefix === '') this.unprefixed.push(server.id);
+      else if (!this.byPrefix.has(prefix)) this.byPrefix.set(prefix, server.id);
       this.children.set(
         server.id,
         new ChildServer(server, options.hooks, {
@@ -122,31 +130,68 @@ export class Registry {
     clearTimeout(timer);
   }
 
-  /** The name an agent sees for a child's tool or prompt. */
+  /** The name an agent sees for a child's tool or prompt: `<prefix><sep><name>`, or its own name. */
   exposedName(server: string, name: string): string {
-    return `${server}${this.separator}${name}`;
+    const prefix = this.prefixOf.get(server) ?? server;
+    return prefix === '' ? name : `${prefix}${this.separator}${name}`;
   }
 
   /**
-   * Splits `<server><sep><name>` into its parts, when the prefix is a configured server. Server ids
-   * cannot contain the separator, so the first separator is the split point.
+   * The server and own name behind a name the agent used. A name starting with a server's prefix
+   * and the separator is that server's (prefixes cannot contain the separator, so the first one is
+   * the split point); else the first server shown under its own names that offers it (config
+   * order), or the only such server when none lists it yet (it may not have started).
    */
-  splitName(exposed: string): { server: string; name: string } | undefined {
+  splitName(exposed: string, kind: 'tool' | 'prompt' = 'tool'): { server: string; name: string } | undefined {
     const at = exposed.indexOf(this.separator);
-    if (at <= 0) return undefined;
-    const server = exposed.slice(0, at);
-    if (!this.children.has(server)) return undefined;
-    return { server, name: exposed.slice(at + this.separator.length) };
+    if (at > 0) {
+      const server = this.byPrefix.get(exposed.slice(0, at));
+      if (server !== undefined) return { server, name: exposed.slice(at + this.separator.length) };
+    }
+    if (this.unprefixed.length === 0) return undefined;
+    for (const id of this.unprefixed) {
+      const catalog = this.children.get(id)!.catalog;
+      if ((kind === 'tool' ? catalog.toolsByName : catalog.promptsByName).has(exposed)) return { server: id, name: exposed };
+    }
+    return this.unprefixed.length === 1 ? { server: this.unprefixed[0]!, name: exposed } : undefined;
   }
 
-  /** Every tool of every ready server, in config order. */
-  tools(): NamedEntry[] {
-    return this.entries((c) => c.catalog.tools);
+  /**
+   * Tool and prompt names that more than one server (or a gateway tool, `reserved`) would show, with
+   * the servers in config order and the one a call reaches. `check` fails on them; `serve` warns.
+   */
+  nameConflicts(
+    reserved: ReadonlySet<string> = new Set(),
+  ): { kind: 'tool' | 'prompt'; name: string; servers: string[]; servedBy: string }[] {
+    const out: { kind: 'tool' | 'prompt'; name: string; servers: string[]; servedBy: string }[] = [];
+    for (const kind of ['tool', 'prompt'] as const) {
+      const claimers = new Map<string, string[]>();
+      if (kind === 'tool') for (const name of reserved) claimers.set(name, [GATEWAY_SERVER_ID]);
+      for (const entry of kind === 'tool' ? this.tools(true) : this.prompts(true)) {
+        const list = claimers.get(entry.exposedName);
+        if (list === undefined) claimers.set(entry.exposedName, [entry.server]);
+        else if (!list.includes(entry.server)) list.push(entry.server);
+      }
+      for (const [name, servers] of claimers) {
+        if (servers.length < 2) continue;
+        const servedBy = servers[0] === GATEWAY_SERVER_ID ? GATEWAY_SERVER_ID : (this.splitName(name, kind)?.server ?? servers[0]!);
+        out.push({ kind, name, servers, servedBy });
+      }
+    }
+    return out;
   }
 
-  /** Every prompt of every ready server, in config order. */
-  prompts(): NamedEntry[] {
-    return this.entries((c) => c.catalog.prompts);
+  /**
+   * Every tool of every ready server, in config order; a name two servers would show is listed
+   * once, for the server a call reaches (`all`: every one).
+   */
+  tools(all = false): NamedEntry[] {
+    return this.entries((c) => c.catalog.tools, 'tool', all);
+  }
+
+  /** Every prompt of every ready server, in config order, like tools(). */
+  prompts(all = false): NamedEntry[] {
+    return this.entries((c) => c.catalog.prompts, 'prompt', all);
   }
 
   /**
@@ -266,11 +311,16 @@ export class Registry {
     return matcher !== null && matcher(uri);
   }
 
-  private entries(pick: (c: ChildServer) => readonly RawEntry[]): NamedEntry[] {
+  private entries(pick: (c: ChildServer) => readonly RawEntry[], kind: 'tool' | 'prompt', all: boolean): NamedEntry[] {
     const out: NamedEntry[] = [];
+    // Only servers shown under their own names can be shadowed (by a prefixed name or an earlier one).
+    const shadowable = !all && this.unprefixed.length > 0;
     for (const child of this.children.values()) {
+      const prefixed = this.prefixOf.get(child.id) !== '';
       for (const entry of pick(child)) {
-        out.push({ server: child.id, exposedName: this.exposedName(child.id, entry.name), entry });
+        const exposedName = this.exposedName(child.id, entry.name);
+        if (shadowable && !prefixed && this.splitName(exposedName, kind)?.server !== child.id) continue;
+        out.push({ server: child.id, exposedName, entry });
       }
     }
     return out;

@@ -158,7 +158,9 @@ export class Recorder {
       this.usageTimer = null;
     }
     try {
+      const t0 = performance.now();
       this.commitOrRelease(entries, usage);
+      this.onCommit?.((performance.now() - t0) / 1000);
     } catch (err) {
       for (const e of entries) e.reject(err as Error);
       // Usage that could not be written is kept for the next attempt.
@@ -167,6 +169,9 @@ export class Recorder {
     }
     for (const e of entries) e.resolve();
   }
+
+  /** Told how long each commit took, in seconds (metrics). */
+  onCommit: ((seconds: number) => void) | undefined;
 
   /** Writes everything still held (shutdown). */
   close(): void {

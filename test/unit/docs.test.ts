@@ -15,7 +15,11 @@ const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
 
 describe('documentation agrees with the code', () => {
   test('gateway.example.yaml parses (with the variables it references set)', () => {
-    const { config } = loadConfig(path.join(ROOT, 'gateway.example.yaml'), { GITHUB_TOKEN: 'ghp_example', JWT_SECRET: 'x'.repeat(40) });
+    const { config } = loadConfig(path.join(ROOT, 'gateway.example.yaml'), {
+      GITHUB_TOKEN: 'ghp_example',
+      JWT_SECRET: 'x'.repeat(40),
+      METRICS_TOKEN: 'm'.repeat(32),
+    });
     expect(config.servers.map((s) => s.id)).toEqual(['github']);
     expect(config.policies.length).toBeGreaterThan(0);
   });

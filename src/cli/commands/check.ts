@@ -6,6 +6,8 @@
 import { AuditStore } from '../../audit/store.js';
 import { loadConfig } from '../../config/load.js';
 import { createLogger } from '../../log.js';
+import { GATEWAY_SERVER_ID } from '../../config/schema.js';
+import { GATEWAY_TOOL_NAMES } from '../../front/gateway-tools.js';
 import { Registry } from '../../registry/registry.js';
 import { gatewaySecrets } from '../../secrets/secrets.js';
 import { Redactor } from '../../secrets/redactor.js';
@@ -71,6 +73,8 @@ export async function check(options: { config?: string; json?: boolean }): Promi
   );
 
   const conflicts = registry.uriConflicts();
+  const gatewayToolNames = config.naming.expose === 'direct' ? undefined : new Set(GATEWAY_TOOL_NAMES);
+  const nameConflicts = registry.nameConflicts(gatewayToolNames);
   const report = results.map(({ child, ok, ms }) => {
     const s = child.status();
     return {
@@ -97,6 +101,7 @@ export async function check(options: { config?: string; json?: boolean }): Promi
       servers: report,
       disabled: registry.disabledServers().map((s) => s.id),
       uriConflicts: redactor.value(conflicts),
+      nameConflicts: redactor.value(nameConflicts),
       rolesInNoPolicy: unnamedRoles,
     });
   } else {
@@ -120,11 +125,25 @@ export async function check(options: { config?: string; json?: boolean }): Promi
     for (const s of registry.disabledServers()) out.push(`  off     ${s.id}: enabled: false`);
     for (const c of conflicts)
       out.push(redactor.text(`  warning: ${c.uri} is offered by ${c.servers.join(', ')}; ${c.servedBy} serves it (first in config order)`));
+    for (const c of nameConflicts)
+      out.push(
+        redactor.text(
+          `  ERROR   ${c.kind} name "${c.name}" would be shown for ${c.servers.map((id) => (id === GATEWAY_SERVER_ID ? 'the gateway' : `server "${id}"`)).join(' and ')}: give one of them a prefix (servers[].prefix)`,
+        ),
+      );
     for (const k of unnamedRoles) out.push(`  warning: ${unnamedRolesWarning(config.policies, k.roles, `key ${k.key}`)}`);
     if (config.auth.anonymous) out.push('  warning: auth.anonymous is true: callers without a credential get the "anonymous" role');
     if (config.policies.length === 0) out.push('  note: no policies: every call will be refused (default deny)');
     out.push(`checked in ${Date.now() - started} ms`);
     process.stdout.write(`${out.join('\n')}\n`);
+  }
+  if (nameConflicts.length > 0) {
+    const c = nameConflicts[0]!;
+    throw checkFailed(
+      redactor.text(
+        `${nameConflicts.length === 1 ? 'a name collides' : `${nameConflicts.length} names collide`}: ${c.kind} "${c.name}" of ${c.servers.join(' and ')}`,
+      ),
+    );
   }
   const failed = report.filter((r) => !r.ok).map((r) => r.id);
   if (failed.length > 0)

@@ -10,6 +10,7 @@ import { AuthError } from '../../identity/authenticate.js';
 import { createLogger } from '../../log.js';
 import { auditTools } from '../../audit/tools.js';
 import { CliError } from '../errors.js';
+import { OpsListener } from '../../ops/listener.js';
 
 /** Time given to children to exit after stdin closes, before SIGTERM, then SIGKILL. */
 const GRACE_MS = 2_000;
@@ -17,11 +18,31 @@ const GRACE_MS = 2_000;
 export async function serve(options: { config?: string }): Promise<void> {
   const logger = createLogger();
   const loaded = loadConfig(options.config);
+  logger.configure(loaded.config.log);
   let gateway: Gateway;
   try {
     gateway = createGateway({ loaded, env: process.env, logger, extraTools: auditTools(loaded.config) });
   } catch (err) {
     throw new CliError((err as Error).message, 2);
+  }
+
+  // The operations listener (metrics.listen): /metrics, /healthz, /readyz.
+  let ops: OpsListener | undefined;
+  if (loaded.config.metrics && gateway.metrics) {
+    try {
+      const started = await OpsListener.start({
+        listen: loaded.config.metrics.listen,
+        token: loaded.config.metrics.token,
+        metrics: gateway.metrics,
+        readiness: gateway.readiness,
+        log: logger.scoped('ops'),
+      });
+      ops = started.listener;
+      logger.info(`metrics on http://${started.address}/metrics (and /healthz, /readyz)`);
+    } catch (err) {
+      await gateway.close(0);
+      throw new CliError(`cannot listen for metrics on ${loaded.config.metrics.listen}: ${(err as Error).message}`, 1);
+    }
   }
 
   let stopping = false;
@@ -43,6 +64,7 @@ export async function serve(options: { config?: string }): Promise<void> {
     // one is exit 1 with its reason, whatever happened first.
     if ((await settledWithin(gateway.session, 2 * GRACE_MS)) === 'rejected') exitCode = 1;
     try {
+      await ops?.close();
       await gateway.close(GRACE_MS);
     } catch (err) {
       logger.error(`while stopping: ${(err as Error).message}`);
@@ -64,7 +86,9 @@ export async function serve(options: { config?: string }): Promise<void> {
   gateway.session.catch((err: unknown) => {
     const reason = err instanceof AuthError ? err.message : `could not verify the credential: ${(err as Error).message}`;
     // One line: the reason is what a user sees in Claude Desktop's log.
-    process.stderr.write(`mcp-gateway: ${reason.replace(/\s*\n\s*/g, ' ')}\n`);
+    // The reason in one line of the log's format (a log collector takes only JSON lines).
+    if (logger.format === 'json') logger.error(reason.replace(/\s*\n\s*/g, ' '));
+    else process.stderr.write(`mcp-gateway: ${reason.replace(/\s*\n\s*/g, ' ')}\n`);
     void stop('not authenticated', 1);
   });
 
