@@ -25,6 +25,7 @@ const AGENT_FACING = [
   'security-redos',
   'security-routing',
   'security-uri',
+  'shutdown',
 ].map((name) => `test/e2e/${name}.test.ts`);
 
 const shared = {

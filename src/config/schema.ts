@@ -304,6 +304,8 @@ const limitsSchema = z
     maxCatalogEntries: int(1).default(10_000),
     /** Most bytes (JSON) of one server's catalog kept in memory; the rest is left out, with a status. */
     maxCatalogBytes: int(65_536).default(8 * 1024 * 1024),
+    /** On SIGTERM/SIGINT, how long requests in progress are given to finish (new ones are refused). */
+    shutdownGraceMs: int(0, 10 * 60_000).default(10_000),
   })
   .prefault({});
 

@@ -22,7 +22,7 @@ import { serveStdio, type StdioServerHandle } from '@modelcontextprotocol/server
 import { ResultSchema } from '@modelcontextprotocol/core';
 import type { GatewayConfig } from '../config/schema.js';
 import { GATEWAY_SERVER_ID } from '../config/schema.js';
-import { isGatewayError } from '../errors.js';
+import { GatewayError, isGatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import type { Logger } from '../log.js';
 import { CallContext, type AgentInfo, type CallKind, type CallRequest, type ResultObject, type SessionRef } from '../pipeline/context.js';
@@ -106,6 +106,10 @@ export class Front {
   /** The requests the front answers, by method (see `handle`). */
   private readonly handlers = new Map<string, Handler>();
   private readonly warnedConflicts = new Set<string>();
+  /** Requests being answered now, and whether new ones are refused (SIGTERM: drain()). */
+  private active = 0;
+  private draining = false;
+  private idle: (() => void) | undefined;
   readonly toolContext: GatewayToolContext;
 
   constructor(private readonly o: FrontOptions) {
@@ -358,6 +362,33 @@ export class Front {
   private dispatch(request: JSONRPCRequest, mcpReq: RequestCtx): Promise<Record<string, unknown>> {
     const handler = this.handlers.get(request.method);
     if (!handler) return Promise.reject(new RpcError(-32601, `Method not found: ${request.method}`));
+    if (this.draining) {
+      const stopping = new GatewayError('SERVER_UNAVAILABLE', 'the gateway is stopping: send the request again once it is back');
+      return request.method === 'tools/call' ? Promise.resolve(toolErrorResult(stopping)) : Promise.reject(toRpcError(stopping, 'tool'));
+    }
+    this.active++;
+    return this.answer(handler, request, mcpReq).finally(() => {
+      if (--this.active === 0) this.idle?.();
+    });
+  }
+
+  /**
+   * Stops taking requests (they are answered SERVER_UNAVAILABLE) and waits until those in progress
+   * have been answered, or `ms` has passed; resolves with how many were still running then.
+   */
+  async drain(ms: number): Promise<number> {
+    this.draining = true;
+    if (this.active === 0) return 0;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => (this.idle = resolve)),
+      new Promise((resolve) => (timer = setTimeout(resolve, ms))),
+    ]);
+    clearTimeout(timer);
+    return this.active;
+  }
+
+  private answer(handler: Handler, request: JSONRPCRequest, mcpReq: RequestCtx): Promise<Record<string, unknown>> {
     const agent = this.era === 'modern' ? this.agentOfEnvelope(mcpReq.envelope ?? {}) : this.legacyAgent();
     if (agent.era === 'modern') {
       this.firstCapabilities ??= (agent.capabilities ?? {}) as ClientCapabilities;

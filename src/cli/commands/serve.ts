@@ -47,7 +47,7 @@ export async function serve(options: { config?: string }): Promise<void> {
 
   let stopping = false;
   let exitCode = 0;
-  const stop = async (why: string, code: number) => {
+  const stop = async (why: string, code: number, drainMs = 0) => {
     if (stopping) return;
     stopping = true;
     exitCode = code;
@@ -58,8 +58,13 @@ export async function serve(options: { config?: string }): Promise<void> {
         gateway.registry.killAll();
         process.exit(exitCode);
       },
-      3 * GRACE_MS + 1_000,
+      drainMs + 3 * GRACE_MS + 1_000,
     ).unref();
+    // A signal: requests in progress may finish (and are recorded) while new ones are refused.
+    if (drainMs > 0) {
+      const left = await gateway.front.drain(drainMs);
+      if (left > 0) logger.warn(`${left} ${left === 1 ? 'request' : 'requests'} still in progress after ${drainMs} ms: ending them`);
+    }
     // A credential still being checked (stdin closed at once) decides the exit code: a refused
     // one is exit 1 with its reason, whatever happened first.
     if ((await settledWithin(gateway.session, 2 * GRACE_MS)) === 'rejected') exitCode = 1;
@@ -74,8 +79,9 @@ export async function serve(options: { config?: string }): Promise<void> {
 
   // Last resort: children are SIGKILLed with the gateway, even on an unexpected exit.
   process.on('exit', () => gateway.registry.killAll());
-  process.on('SIGINT', () => void stop('SIGINT', 0));
-  process.on('SIGTERM', () => void stop('SIGTERM', 0));
+  const drainMs = loaded.config.limits.shutdownGraceMs;
+  process.on('SIGINT', () => void stop('SIGINT', 0, drainMs));
+  process.on('SIGTERM', () => void stop('SIGTERM', 0, drainMs));
   process.on('SIGHUP', () => void stop('SIGHUP', 0));
   process.on('uncaughtException', (err) => {
     logger.error(`uncaught: ${err.stack ?? err.message}`);
