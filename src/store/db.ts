@@ -131,38 +131,63 @@ export function openDatabase(file: string, options: OpenOptions = {}): Db {
   } catch (err) {
     throw new StoreError(file, `cannot be opened (${(err as Error).message})`);
   }
-  try {
-    if (!options.readonly) {
-      db.pragma('journal_mode = WAL');
-      // NORMAL in WAL: a commit survives a crash of the process (not of the OS); see docs/audit.md.
-      db.pragma('synchronous = NORMAL');
+  // Processes starting together on a new file (a gateway and `keys create`, two CLI commands)
+  // race to turn on WAL and migrate; SQLite answers some of those races SQLITE_BUSY at once,
+  // without waiting out the busy timeout, so the whole sequence is tried again for a while.
+  const deadline = Date.now() + 10_000;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      prepareDatabase(db, file, options);
+      return db;
+    } catch (err) {
+      if (isBusy(err) && Date.now() < deadline) {
+        sleepSync(Math.min(5 * 2 ** attempt, 100) * (0.5 + Math.random()));
+        continue;
+      }
+      db.close();
+      if (err instanceof StoreError) throw err;
+      const message = (err as Error).message;
+      if (/not a database|file is encrypted|malformed/i.test(message)) {
+        throw new StoreError(file, `is not an mcp-gateway database (SQLite: ${message})`);
+      }
+      if (/readonly|read-only|permission/i.test(message)) {
+        throw new StoreError(file, `cannot be written (SQLite: ${message}); check the file's permissions`);
+      }
+      throw new StoreError(file, `cannot be used (SQLite: ${message})`);
     }
-    db.pragma('foreign_keys = ON');
-    if (options.maxBytes !== undefined) {
-      const pageSize = db.pragma('page_size', { simple: true }) as number;
-      db.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
-    }
-    const version = db.pragma('user_version', { simple: true }) as number;
-    if (version > MIGRATIONS.length) {
-      throw new StoreError(file, `was written by a newer mcp-gateway (schema ${version}, this one knows ${MIGRATIONS.length})`);
-    }
-    if (version < MIGRATIONS.length) {
-      if (options.readonly) throw new StoreError(file, 'needs an upgrade: run the gateway or any write command once');
-      migrate(db, version);
-    }
-  } catch (err) {
-    db.close();
-    if (err instanceof StoreError) throw err;
-    const message = (err as Error).message;
-    if (/not a database|file is encrypted|malformed/i.test(message)) {
-      throw new StoreError(file, `is not an mcp-gateway database (SQLite: ${message})`);
-    }
-    if (/readonly|read-only|permission/i.test(message)) {
-      throw new StoreError(file, `cannot be written (SQLite: ${message}); check the file's permissions`);
-    }
-    throw new StoreError(file, `cannot be used (SQLite: ${message})`);
   }
-  return db;
+}
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || /database is locked/i.test((err as Error).message ?? '');
+}
+
+/** Blocks the thread for `ms` (only while opening the database, before anything else runs). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** WAL, pragmas and migrations on a just-opened database. */
+function prepareDatabase(db: Db, file: string, options: OpenOptions): void {
+  if (!options.readonly) {
+    db.pragma('journal_mode = WAL');
+    // NORMAL in WAL: a commit survives a crash of the process (not of the OS); see docs/audit.md.
+    db.pragma('synchronous = NORMAL');
+  }
+  db.pragma('foreign_keys = ON');
+  if (options.maxBytes !== undefined) {
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.pragma(`max_page_count = ${Math.max(1, Math.floor(options.maxBytes / pageSize))}`);
+  }
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new StoreError(file, `was written by a newer mcp-gateway (schema ${version}, this one knows ${MIGRATIONS.length})`);
+  }
+  if (version < MIGRATIONS.length) {
+    if (options.readonly) throw new StoreError(file, 'needs an upgrade: run the gateway or any write command once');
+    migrate(db, version);
+  }
 }
 
 function migrate(db: Db, from: number): void {
