@@ -5,6 +5,7 @@
  * answers, which the gateway hands to the child's waiting requests. Meanwhile the child's call
  * stays pending here (design §9: a push reaches only the agent whose call the child is serving).
  */
+import { GatewayError } from '../errors.js';
 import type { ResultObject } from './context.js';
 
 let flowIds = 0;
@@ -126,6 +127,9 @@ export class InputFlow {
   }
 }
 
+/** Most calls of 2026-07-28 agents to 2025 children that may be open at once (flows). */
+const MAX_OPEN_FLOWS = 4_096;
+
 /** How many progress notifications of a child a flow keeps between two rounds. */
 const MAX_HELD_PROGRESS = 64;
 
@@ -136,7 +140,11 @@ const MAX_HELD_PROGRESS = 64;
 export class InputFlows {
   private readonly byId = new Map<string, { flow: InputFlow; timer: NodeJS.Timeout | undefined }>();
 
-  constructor(private readonly ttlMs = 5 * 60_000) {}
+  constructor(
+    private readonly ttlMs = 5 * 60_000,
+    /** Most flows open at once (in progress, or waiting for the agent): calls past it are refused. */
+    private readonly maxOpen = MAX_OPEN_FLOWS,
+  ) {}
 
   /** Starts a flow: `start` sends the call to the child (with the flow's signal and progress). */
   open(
@@ -144,6 +152,17 @@ export class InputFlows {
     capabilities: Readonly<Record<string, unknown>> | undefined,
     start: (flow: InputFlow) => Promise<ResultObject>,
   ): InputFlow {
+    // Calls left waiting for the agent's answers hold a child's call each until they expire: an
+    // agent that never answers cannot make the gateway hold more than this many.
+    if (this.byId.size >= this.maxOpen)
+      throw new GatewayError(
+        'RATE_LIMITED',
+        `${this.maxOpen} calls already wait for the agent's input; answer or cancel some, then retry`,
+        {
+          retryAfterMs: 1_000,
+          bucket: 'input-flows',
+        },
+      );
     const flow = new InputFlow(server, capabilities, start);
     this.byId.set(flow.id, { flow, timer: undefined });
     return flow;
