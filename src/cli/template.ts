@@ -28,6 +28,10 @@ servers:
     timeoutMs: 30000
     sandbox: auto         # on Linux: its own user, pid and mount namespaces (it cannot read the
                           # gateway's environment or database); \`check\` shows the isolation
+    protocol: legacy      # the MCP era it speaks: legacy (2025) | modern (2026-07-28) | auto (probed once)
+    # prefix: shop        # agents would see shop__<tool>; "" shows its own names
+    # roots:              # its roots, answered by the gateway (else asked of the calling agent)
+    #   - { uri: "file:///srv/shop", name: shop }
   # - id: github
   #   command: npx
   #   args: [-y, "@modelcontextprotocol/server-github"]
@@ -66,5 +70,9 @@ audit:
   hashChain: true
   # hmacKeyEnv: MCP_GATEWAY_AUDIT_KEY   # HMAC the chain: rewriting it then needs this secret
   redactKeys: [password, token, secret, apiKey, authorization]
+
+# log: { level: info, format: json }     # json: one JSON object a line on stderr
+# metrics:                               # /metrics (Prometheus), /healthz, /readyz
+#   listen: 127.0.0.1:9464
 `;
 }
