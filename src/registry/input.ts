@@ -14,7 +14,7 @@
  */
 import { GatewayError } from '../errors.js';
 import type { AgentInfo, CallContext, ResultObject } from '../pipeline/context.js';
-import type { InputFlows } from '../pipeline/flows.js';
+import type { InputFlows, InputRequest } from '../pipeline/flows.js';
 import { callBinding, RequestStateError, type RequestStatePayload, type RequestStates } from '../pipeline/request-state.js';
 import { INPUT_CAPABILITY, INPUT_REQUIRED_METHODS, type ChildServer, type RequestOptions } from './child.js';
 
@@ -25,6 +25,16 @@ export interface InputOptions {
 
 /** How many rounds of input a 2026-07-28 child may ask of a 2025-era agent for one call. */
 export const MAX_INPUT_ROUNDS = 8;
+
+/** One request to a child on behalf of a call, as the rounds below carry it. */
+interface Exchange {
+  readonly o: InputOptions;
+  readonly ctx: CallContext;
+  readonly child: ChildServer;
+  readonly method: string;
+  readonly params: Record<string, unknown>;
+  readonly options: RequestOptions;
+}
 
 /** Sends a request to the child for `ctx`, bringing any request for input to the calling agent. */
 export async function exchange(
@@ -39,12 +49,13 @@ export async function exchange(
   if (!INPUT_REQUIRED_METHODS.has(method)) return child.request(method, params, options);
   const resume = agent.era === 'modern' ? openState(o, ctx) : undefined;
 
-  if (child.era === 'modern') return modernChild(o, ctx, child, method, params, options, resume);
+  const x: Exchange = { o, ctx, child, method, params, options };
+  if (child.era === 'modern') return modernChild(x, resume);
 
   // A 2025-era child: a 2025-era agent gets its pushes as they come (front.relayToAgent); a
   // 2026-07-28 agent that can answer none of them needs no flow (a push is refused).
   if (agent.era === 'legacy' || (resume === undefined && !takesInput(agent))) return child.request(method, params, options);
-  return flowRound(o, ctx, child, method, params, options, resume);
+  return flowRound(x, resume);
 }
 
 /** Whether an agent's request declares a capability a child's request could need (sampling, elicitation, roots). */
@@ -98,12 +109,6 @@ function isInputRequired(result: ResultObject): boolean {
 }
 
 /** The input requests of a child's input-required result (an object of objects with a method). */
-/** A request for the agent's input, as carried in an input-required result. */
-interface InputRequest {
-  readonly method: string;
-  readonly params?: Record<string, unknown>;
-}
-
 function inputRequestsOf(result: ResultObject, server: string): Record<string, InputRequest> {
   const requests = result['inputRequests'] ?? {};
   if (typeof requests !== 'object' || requests === null || Array.isArray(requests)) throw lying(server, '"inputRequests" is not an object');
@@ -145,15 +150,8 @@ function retried(
  * an input-required result of its own (the child's state, and the answers given here, sealed in
  * the gateway's), to a 2025-era agent as requests of this call, the child then asked again.
  */
-async function modernChild(
-  o: InputOptions,
-  ctx: CallContext,
-  child: ChildServer,
-  method: string,
-  params: Record<string, unknown>,
-  options: RequestOptions,
-  resume: RequestStatePayload | undefined,
-): Promise<ResultObject> {
+async function modernChild(x: Exchange, resume: RequestStatePayload | undefined): Promise<ResultObject> {
+  const { o, ctx, child, method, params, options } = x;
   const { agent } = ctx.request;
   if (resume?.flow !== undefined) throw callEnded();
   let sent = resume ? retried(params, { ...resume.answered, ...ctx.request.retry?.responses }, resume.childState) : params;
@@ -206,15 +204,8 @@ function pause(signal: AbortSignal): Promise<void> {
  * a retry hands the agent's answers to the child's waiting requests. Either way the round ends
  * with the call's answer, or with the child's next requests as an input-required result.
  */
-async function flowRound(
-  o: InputOptions,
-  ctx: CallContext,
-  child: ChildServer,
-  method: string,
-  params: Record<string, unknown>,
-  options: RequestOptions,
-  resume: RequestStatePayload | undefined,
-): Promise<ResultObject> {
+async function flowRound(x: Exchange, resume: RequestStatePayload | undefined): Promise<ResultObject> {
+  const { o, ctx, child, method, params, options } = x;
   const { agent } = ctx.request;
   let flow;
   if (resume !== undefined) {
