@@ -8,16 +8,18 @@ import { AuditStore } from './audit/store.js';
 import { ConfigError, type LoadedConfig } from './config/load.js';
 import { JwtVerifier } from './identity/jwt.js';
 import { Front } from './front/server.js';
-import { gatewayToolIndex, type GatewayTool } from './front/gateway-tools.js';
+import { FrontHub } from './front/hub.js';
+import { gatewayToolIndex, type GatewayTool, type GatewayToolContext } from './front/gateway-tools.js';
+import type { ChildServer } from './registry/child.js';
 import { GatewayError } from './errors.js';
-import { authenticate, credentialSecret } from './identity/authenticate.js';
+import { AuthError, authenticate, credentialSecret } from './identity/authenticate.js';
 import { Session } from './identity/session.js';
 import { identify } from './identity/stage.js';
 import type { Logger } from './log.js';
 import { meter } from './metering/stage.js';
 import { UsageStore } from './metering/store.js';
 import { compose, type Stage } from './pipeline/compose.js';
-import type { CallContext } from './pipeline/context.js';
+import type { CallContext, SessionRef } from './pipeline/context.js';
 import { InputFlows } from './pipeline/flows.js';
 import { RequestStates } from './pipeline/request-state.js';
 import { settle } from './pipeline/settle.js';
@@ -45,6 +47,11 @@ export interface GatewayOptions {
   readonly logger: Logger & { setRedactor?: (r: Redactor) => void };
   /** Gateway tools added by later modules (audit, usage). */
   readonly extraTools?: (deps: ExtraToolDeps) => readonly GatewayTool[];
+  /**
+   * stdio (the default): one agent, whose credential is in `env`. http: many agents, each request
+   * bringing its own credential (front/http.ts).
+   */
+  readonly mode?: 'stdio' | 'http';
 }
 
 /** What the audit and usage tools get to work with. */
@@ -59,11 +66,19 @@ export interface ExtraToolDeps {
 }
 
 export interface Gateway {
+  /** The stdio agent's front. */
   readonly front: Front;
+  readonly hub: FrontHub;
   readonly registry: Registry;
   readonly db: Db;
-  /** The agent's session: resolves once its credential is verified, rejects with AuthError. */
+  readonly keys: KeyStore;
+  readonly jwtVerifier: JwtVerifier | undefined;
+  readonly redactor: Redactor;
+  /** The stdio agent's session: resolves once its credential is verified, rejects with AuthError. */
   readonly session: Promise<Session>;
+  readonly config: LoadedConfig['config'];
+  /** A front for one HTTP agent: a 2025-era session, or one 2026-07-28 request. */
+  newFront(session: SessionRef, era: 'legacy' | 'modern'): Front;
   /** Prometheus metrics, when the config asks for them (`metrics`). */
   readonly metrics: Metrics | null;
   /** Whether the gateway can serve: the store is writable and every eager server has settled. */
@@ -79,7 +94,7 @@ export interface Gateway {
  * reason when it cannot run; the caller's credential is verified meanwhile (`session`), so the
  * agent's `initialize` is answered at once.
  */
-export function createGateway({ loaded, env, logger, extraTools }: GatewayOptions): Gateway {
+export function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' }: GatewayOptions): Gateway {
   const { config } = loaded;
   const secrets = gatewaySecrets(config, env);
   // The credential is redacted from the first line on, before it is even verified.
@@ -96,7 +111,11 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
   const db = openDatabase(config.database, { maxBytes: config.limits.maxDatabaseBytes });
   try {
     const keys = new KeyStore(db);
-    const session = authenticate(config, keys, env, jwtVerifier).then((auth) => {
+    const session = (
+      mode === 'stdio'
+        ? authenticate(config, keys, env, jwtVerifier)
+        : Promise.reject(new AuthError('over HTTP each request brings its credential'))
+    ).then((auth) => {
       const id = auth.identity;
       logger.info(
         `mcp-gateway ${VERSION}: ${id.method} caller "${id.consumerId}"${id.keyId ? ` (key ${id.keyId})` : ''}, roles [${id.roles.join(', ')}], config ${loaded.file}`,
@@ -119,7 +138,7 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
 
     // Calls waiting for the agent's input across protocol eras (registry/input.ts).
     const input = { flows: new InputFlows(), states: new RequestStates() };
-    let front: Front | undefined;
+    const hub = new FrontHub(input.flows, logger.scoped('front'), redactor, mode === 'stdio');
     const reaper = Reaper.start(logger.scoped('reaper'));
     const registry = new Registry(config, {
       groups: reaper ?? undefined,
@@ -128,18 +147,44 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
       redactor,
       clientInfo: { name: 'mcp-gateway', version: VERSION },
       hooks: {
-        onCatalogChanged: (child) => front?.onCatalogChanged(child),
-        onNotification: (child, n) => front?.onChildNotification(child, n),
-        relayRequest: (child, request, signal) => {
-          if (!front) throw new GatewayError('SERVER_UNAVAILABLE', 'the gateway is not connected to an agent');
-          return front.relayToAgent(child, request, signal);
+        onCatalogChanged: (child) => {
+          warnNameConflicts(child);
+          hub.onCatalogChanged(child);
         },
+        onNotification: (child, n) => hub.onNotification(child, n),
+        relayRequest: (child, request, signal) => hub.relayRequest(child, request, signal),
       },
     });
 
     const tools = gatewayToolIndex(
       extraTools?.({ db, audits, usage, flushUsage: () => recorder.flush(true), hmacKey: secrets.hmacKey }) ?? [],
     );
+    const expose = config.naming.expose;
+    const toolContext: GatewayToolContext = {
+      registry,
+      validator,
+      redactor,
+      visibleTools: (identity) =>
+        registry.tools().filter((t) => policy.mayAllow(identity, { server: t.server, kind: 'tool', name: t.entry.name })),
+      conflicts: () => registry.uriConflicts(),
+      nameConflicts: () => registry.nameConflicts(expose === 'direct' ? undefined : new Set(tools.keys())),
+    };
+    // Names a server shown under its own names shares with another (or a gateway tool): said once each.
+    const warned = new Set<string>();
+    const frontLog = logger.scoped('front');
+    function warnNameConflicts(child: ChildServer): void {
+      if (child.config.prefix !== '') return;
+      for (const c of toolContext.nameConflicts()) {
+        const key = `${c.kind}:${c.name}:${c.servers.join(',')}`;
+        if (warned.has(key)) continue;
+        warned.add(key);
+        frontLog.warn(
+          redactor.text(
+            `${c.kind} name "${c.name}" is offered by ${c.servers.join(' and ')}; calls reach ${c.servedBy} (give one a prefix: servers[].prefix)`,
+          ),
+        );
+      }
+    }
     // Metrics (config `metrics`): the outermost stage, so it sees every outcome and the whole time.
     const metrics = config.metrics
       ? new Metrics({
@@ -149,7 +194,7 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
               : ((kind === 'tool' ? registry.get(server)?.catalog.toolsByName : registry.get(server)?.catalog.promptsByName)?.has(name) ??
                 false),
           servers: () => registry.status(),
-          sessions: () => (front?.agentConnected ? 1 : 0),
+          sessions: () => (mode === 'stdio' ? (front.agentConnected ? 1 : 0) : hub.size),
         })
       : null;
     if (metrics) recorder.onCommit = (seconds) => metrics.observeCommit(seconds);
@@ -170,31 +215,40 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
         admin: (ctx) => {
           const tool = tools.get(ctx.name);
           if (!tool) throw new GatewayError('UNKNOWN_TOOL', `the gateway has no tool "${ctx.name}"`);
-          return tool.run(ctx, front!.toolContext);
+          return tool.run(ctx, toolContext);
         },
       }),
     );
 
-    front = new Front({
+    const frontOptions = {
       config,
-      session,
       registry,
       pipeline: compose(stages),
       policy,
       validator,
       redactor,
       gatewayTools: tools,
-      flows: input.flows,
+      toolContext,
+      hub,
       logger,
       serverInfo: { name: 'mcp-gateway', version: VERSION },
-    });
+    };
+    const front = new Front({ ...frontOptions, session });
+    const newFront = (known: SessionRef, era: 'legacy' | 'modern') =>
+      new Front({ ...frontOptions, session: Promise.resolve(known), known, era });
 
     let closing: Promise<void> | null = null;
     return {
       front,
+      hub,
       registry,
       db,
+      keys,
+      jwtVerifier,
+      redactor,
       session,
+      newFront,
+      config,
       metrics,
       readiness: () => {
         const checks: Record<string, string> = { store: recorder.refusal ?? 'ok' };
@@ -211,7 +265,7 @@ export function createGateway({ loaded, env, logger, extraTools }: GatewayOption
         const ready = Object.values(checks).every((c) => c === 'ok' || c === 'failed (settled)');
         return { ready, checks };
       },
-      connect: (transport) => front!.connect(transport),
+      connect: (transport) => front.connect(transport),
       close: (graceMs = 2_000) =>
         (closing ??= (async () => {
           await registry.stop(graceMs);

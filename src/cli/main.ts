@@ -59,10 +59,12 @@ export function buildProgram(): Command {
   program
     .command('serve')
     .description(
-      'run the gateway over stdio (what Claude Desktop or any MCP client starts). The credential comes ' +
-        'from MCP_GATEWAY_API_KEY (a key from `keys create`) or MCP_GATEWAY_TOKEN (a JWT).',
+      'run the gateway over stdio (what Claude Desktop or any MCP client starts; the credential comes ' +
+        'from MCP_GATEWAY_API_KEY, a key from `keys create`, or MCP_GATEWAY_TOKEN, a JWT), or with --http ' +
+        'as a shared Streamable HTTP service at /mcp (each request brings `Authorization: Bearer <key or JWT>`).',
     )
     .addOption(configOption())
+    .option('--http [address]', 'serve Streamable HTTP on [host:]port (default: http.listen, else 127.0.0.1:8080)')
     .action(serve);
 
   program

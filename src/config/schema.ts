@@ -309,6 +309,66 @@ const limitsSchema = z
   })
   .prefault({});
 
+/** host:port, [v6]:port or a port alone (bound to 127.0.0.1). */
+const listenSchema = z
+  .union([
+    z.string().regex(/^(?:\[[0-9a-fA-F:.]+\]|[^:[\]\s]*):\d{1,5}$|^\d{1,5}$/, 'must be host:port or a port'),
+    z.number().int().min(0).max(65_535),
+  ])
+  .transform(String);
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+
+/** The Streamable HTTP front (design §12): `serve --http` or this section. */
+const httpSchema = z.strictObject({
+  /** Where to listen; `serve --http [host:]port` wins. A port alone binds 127.0.0.1. */
+  listen: listenSchema.optional(),
+  /**
+   * The gateway's URL as agents reach it (behind a proxy: the proxy's), e.g. https://mcp.example.com/mcp.
+   * It is the OAuth resource: JWTs must name it in `aud`, and the protected-resource metadata says it.
+   */
+  publicUrl: httpUrl.optional(),
+  /** Host header names accepted; unset: localhost names, and publicUrl's host when set. */
+  allowedHosts: z.array(nonEmpty).optional(),
+  /** Origin header hosts accepted from browsers ("https://*" for any https origin); unset: as allowedHosts. */
+  allowedOrigins: z.array(nonEmpty).optional(),
+  /** Serve HTTPS with this certificate and key (PEM files); otherwise plain HTTP, for loopback or a TLS proxy. */
+  tls: z.strictObject({ cert: nonEmpty, key: nonEmpty }).optional(),
+  /** Largest request body accepted (413 above it). */
+  maxBodyBytes: int(1_024, 256 * 1024 * 1024).default(4 * 1024 * 1024),
+  /** Take the client IP from X-Forwarded-For (the last hop's): only behind a proxy that sets it. */
+  trustProxy: bool().default(false),
+  /** How long a client may take to send its request headers, and its whole request. */
+  headersTimeoutMs: int(1_000, 600_000).default(10_000),
+  requestTimeoutMs: int(1_000, 3_600_000).default(60_000),
+  /** Keep-alive connections with nothing to do are closed after this long. */
+  idleTimeoutMs: int(1_000, 3_600_000).default(60_000),
+  /** Requests one consumer may have in progress at once (429 above). */
+  maxConcurrentPerConsumer: int(1, 100_000).default(64),
+  /** Requests without a valid credential one client IP may make a minute (429 above). */
+  unauthenticatedPerMinute: int(1, 1_000_000).default(60),
+  /** 2025-era agents' sessions. */
+  sessions: z
+    .strictObject({
+      /** A session with no request for this long ends. */
+      idleMs: int(1_000).default(30 * 60_000),
+      maxPerConsumer: int(1, 100_000).default(20),
+      maxTotal: int(1, 1_000_000).default(1_000),
+    })
+    .prefault({}),
+  /** OAuth 2.1 resource server (MCP authorization): what the protected-resource metadata names. */
+  oauth: z
+    .strictObject({
+      /** Authorization servers that issue tokens for this gateway (RFC 9728 `authorization_servers`). */
+      authorizationServers: z.array(httpUrl).min(1),
+      /** Scopes every token must carry (403 insufficient_scope otherwise). */
+      requiredScopes: z.array(nonEmpty).default([]),
+      /** Scopes the metadata lists as supported; default: requiredScopes. */
+      scopesSupported: z.array(nonEmpty).optional(),
+    })
+    .optional(),
+});
+
 export const configSchema = z
   .strictObject({
     database: nonEmpty.default('./mcp-gateway.db'),
@@ -323,17 +383,17 @@ export const configSchema = z
     /** The operations listener: /metrics (Prometheus), /healthz, /readyz. Unset: none. */
     metrics: z
       .strictObject({
-        /** host:port, [v6]:port or a port alone (bound to 127.0.0.1). */
-        listen: z
-          .union([
-            z.string().regex(/^(?:\[[0-9a-fA-F:.]+\]|[^:[\]\s]*):\d{1,5}$|^\d{1,5}$/, 'must be host:port or a port'),
-            z.number().int().min(0).max(65_535),
-          ])
-          .transform(String),
-        /** When set, /metrics needs `Authorization: Bearer <token>`. */
+        /** A listener of its own for /metrics, /healthz, /readyz. Unset: /metrics only on the HTTP front, behind `token`. */
+        listen: listenSchema.optional(),
+        /** When set, /metrics needs `Authorization: Bearer <token>` (required for /metrics on the HTTP front). */
         token: z.string().min(16, 'must be at least 16 characters').optional(),
       })
+      .refine(
+        (m) => m.listen !== undefined || m.token !== undefined,
+        'set listen (a listener of its own) or token (/metrics on the HTTP front)',
+      )
       .optional(),
+    http: httpSchema.optional(),
     log: z
       .strictObject({
         /** MCP_GATEWAY_LOG_LEVEL, when set, wins. */
@@ -386,5 +446,6 @@ export type RuleConfig = PolicyConfig['rules'][number];
 export type ConditionConfig = NonNullable<RuleConfig['when']>[string];
 export type RateLimitConfig = GatewayConfig['rateLimit'];
 export type AuditConfig = GatewayConfig['audit'];
+export type HttpConfig = z.infer<typeof httpSchema>;
 export type JwtConfig = NonNullable<GatewayConfig['auth']['jwt']>;
 export type StaticKeyConfig = GatewayConfig['auth']['apiKeys']['static'][number];

@@ -29,17 +29,15 @@ import { CallContext, type AgentInfo, type CallKind, type CallRequest, type Resu
 import type { Target } from '../policy/types.js';
 import { compileGlob } from '../config/glob.js';
 import { normalizeResourceUri } from '../policy/uri.js';
-import type { InputFlows } from '../pipeline/flows.js';
+import type { FrontHub, HubFront } from './hub.js';
 import {
   INPUT_CAPABILITY,
-  INPUT_REQUIRED_METHODS,
   relayedCapabilities,
   type ChildServer,
   type RawEntry,
   type RawResource,
   type RawTemplate,
 } from '../registry/child.js';
-import { takesInput } from '../registry/input.js';
 import type { Registry } from '../registry/registry.js';
 import type { ArgumentValidator } from '../registry/validate.js';
 import type { Redactor } from '../secrets/redactor.js';
@@ -61,8 +59,14 @@ export interface FrontOptions {
   readonly validator: ArgumentValidator;
   readonly redactor: Redactor;
   readonly gatewayTools: ReadonlyMap<string, GatewayTool>;
-  /** Calls of a 2026-07-28 agent held at 2025-era children for the agent's input (registry/input.ts). */
-  readonly flows: InputFlows;
+  /** What the gateway's own tools work with (shared by every front). */
+  readonly toolContext: GatewayToolContext;
+  /** What all fronts share: which agent's requests are at which child (front/hub.ts). */
+  readonly hub: FrontHub;
+  /** The agent's era when the front serves one already known (HTTP); stdio learns it from the first message. */
+  readonly era?: 'legacy' | 'modern';
+  /** The session when it is known already (HTTP: the request's credential was verified first). */
+  readonly known?: SessionRef;
   readonly logger: Logger;
   readonly serverInfo: { name: string; version: string };
 }
@@ -72,7 +76,7 @@ const LOG_LEVELS: readonly LoggingLevel[] = ['debug', 'info', 'notice', 'warning
 /** A request handler of the front: the request's params (an object) and what it may do meanwhile. */
 type Handler = (params: Record<string, unknown>, extra: HandlerExtra) => Promise<unknown>;
 
-export class Front {
+export class Front implements HubFront {
   readonly server: Server;
   private readonly expose: GatewayConfig['naming']['expose'];
   private initialized = false;
@@ -83,17 +87,14 @@ export class Front {
   }
   private closed = false;
   /** The agent's protocol era, fixed by its first message (serveStdio pins it). */
-  private era: 'legacy' | 'modern' | undefined;
+  era: 'legacy' | 'modern' | undefined;
   private stdio: StdioServerHandle | undefined;
   /** Capabilities of the first request of a 2026-07-28 agent: what the children are told it has. */
   private firstCapabilities: ClientCapabilities | undefined;
-  /** Requests in flight at each child, for the log messages of a 2026-07-28 agent (they go with a request). */
-  private readonly inFlight = new Map<ChildServer, Set<CallContext>>();
   /** Open subscriptions/listen streams of a 2026-07-28 agent: the URIs each subscribed to. */
   private readonly listens = new Map<RequestId, { uris: string[]; agent: AgentInfo; envelope: Record<string, unknown> }>();
-  private logLevel: LoggingLevel | undefined;
-  /** The level each child connection was last sent (see syncLogLevel). */
-  private readonly levelSent = new WeakMap<object, LoggingLevel>();
+  /** The level of log messages the agent asked for. */
+  logLevel: LoggingLevel | undefined;
   /** The URIs each child connection is subscribed to (see syncSubscriptions). */
   private readonly subscribedUris = new WeakMap<object, Set<string>>();
   private readonly subscriptions = new Set<string>();
@@ -105,12 +106,6 @@ export class Front {
   private readonly log: Logger;
   /** The requests the front answers, by method (see `handle`). */
   private readonly handlers = new Map<string, Handler>();
-  private readonly warnedConflicts = new Set<string>();
-  /** Requests being answered now, and whether new ones are refused (SIGTERM: drain()). */
-  private active = 0;
-  private draining = false;
-  private idle: (() => void) | undefined;
-  readonly toolContext: GatewayToolContext;
 
   constructor(private readonly o: FrontOptions) {
     this.expose = o.config.naming.expose;
@@ -134,6 +129,8 @@ export class Front {
         'notifications/resources/list_changed',
       ],
     });
+    this.era = o.era;
+    this.sessionValue = o.known;
     o.session.then(
       (session) => (this.sessionValue = session),
       () => {},
@@ -143,14 +140,6 @@ export class Front {
     // Every request of ours goes through the fallback: results leave as the pipeline produced them
     // (a registered `tools/call` handler would have its result re-validated and stripped).
     this.server.fallbackRequestHandler = (request, ctx) => this.dispatch(request, ctx.mcpReq);
-    this.toolContext = {
-      registry: o.registry,
-      validator: o.validator,
-      redactor: o.redactor,
-      visibleTools: (identity) => this.visibleTools(identity),
-      conflicts: () => o.registry.uriConflicts(),
-      nameConflicts: () => o.registry.nameConflicts(this.expose === 'direct' ? undefined : new Set(o.gatewayTools.keys())),
-    };
     this.registerHandlers();
   }
 
@@ -160,6 +149,7 @@ export class Front {
    */
   connect(transport: Transport & BacklogAware): Promise<void> {
     this.transport = transport;
+    this.o.hub.add(this);
     this.stdio = serveStdio(
       ({ era }) => {
         this.era = era;
@@ -173,7 +163,19 @@ export class Front {
   /** Closes the connection to the agent. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.stdio?.close();
+    this.o.hub.delete(this);
+    if (this.stdio) await this.stdio.close();
+    else await this.server.close();
+  }
+
+  /**
+   * Serves a 2025-era agent's HTTP session on `transport` (one front per session): it hears of
+   * catalog changes and takes the pushes of children serving its calls until closed.
+   */
+  async connectSession(transport: Transport): Promise<void> {
+    this.era = 'legacy';
+    this.o.hub.add(this);
+    await this.server.connect(transport);
   }
 
   /**
@@ -198,33 +200,16 @@ export class Front {
     }
   }
 
-  /** The registry calls this when a child's catalog or availability changed. */
+  /** The hub calls this when a child's catalog or availability changed. */
   onCatalogChanged(child: ChildServer): void {
-    this.warnNameConflicts(child);
     if (!this.initialized) return;
     // A child that became ready after the agent's logging/setLevel (lazy, slow, restarted) gets it now.
-    void this.syncLogLevel(child);
     this.syncSubscriptions(child);
     const notify = (p: Promise<void>) => p.catch((err) => this.log.debug(`list_changed: ${(err as Error).message}`));
     notify(this.server.sendToolListChanged());
     const caps = child.serverCapabilities;
     if (caps?.prompts || child.catalog.prompts.length > 0) notify(this.server.sendPromptListChanged());
     if (caps?.resources || child.catalog.resources.length > 0) notify(this.server.sendResourceListChanged());
-  }
-
-  /** Names a server shown under its own names shares with another (or a gateway tool): said once each. */
-  private warnNameConflicts(child: ChildServer): void {
-    if (child.config.prefix !== '' || !this.toolContext) return;
-    for (const c of this.toolContext.nameConflicts()) {
-      const key = `${c.kind}:${c.name}:${c.servers.join(',')}`;
-      if (this.warnedConflicts.has(key)) continue;
-      this.warnedConflicts.add(key);
-      this.log.warn(
-        this.o.redactor.text(
-          `${c.kind} name "${c.name}" is offered by ${c.servers.join(' and ')}; calls reach ${c.servedBy} (give one a prefix: servers[].prefix)`,
-        ),
-      );
-    }
   }
 
   /**
@@ -251,7 +236,8 @@ export class Front {
         if (this.era === 'modern') {
           // A 2026-07-28 agent gets log messages with a request that asked for them (its envelope's
           // logLevel): the latest one in flight at this child. Outside a request there is no channel.
-          const ctx = [...(this.inFlight.get(child) ?? [])]
+          const ctx = this.o.hub
+            .callsAt(child, this)
             .reverse()
             .find((c) => c.request.agent.logLevel !== undefined && admits(c.request.agent.logLevel, level));
           if (ctx) void ctx.request.notify('notifications/message', this.o.redactor.value({ ...params, logger }));
@@ -288,48 +274,20 @@ export class Front {
   }
 
   /**
-   * Relays a child's request (sampling, elicitation, roots) to the agent and returns its answer.
-   * The request is redacted like everything else a child sends the agent. A 2026-07-28 agent
-   * takes no requests: the request joins the call it belongs to (see pushToCall).
+   * Relays a child's request (sampling, elicitation, roots) to this 2025-era agent and returns its
+   * answer (the hub has decided it is this agent's, and redacted it). It goes with the agent's
+   * request in progress at that child when there is one (over HTTP, on that request's stream).
    */
   async relayToAgent(child: ChildServer, request: { method: string; params?: Record<string, unknown> }, signal: AbortSignal) {
-    const relayed = request.params === undefined ? request : { method: request.method, params: this.o.redactor.value(request.params) };
-    if (this.era === 'modern') return this.pushToCall(child, relayed);
     const capability = INPUT_CAPABILITY[request.method];
     if (capability === undefined || !this.server.getClientCapabilities()?.[capability]) {
       throw new RpcError(-32601, `the agent does not support ${request.method}`);
     }
     this.log.debug(`relaying ${request.method} from ${child.id} to the agent`);
-    return this.server.request(relayed, ResultSchema, { signal, timeout: 10 * 60_000 });
-  }
-
-  /**
-   * A 2025-era child's request to a 2026-07-28 agent: it belongs to the one call of the agent in
-   * progress at that child, and goes to the agent with that call's input-required answer. With no
-   * call in progress, or several (stdio does not say which one a request belongs to), it is refused.
-   */
-  private pushToCall(child: ChildServer, request: { method: string; params?: Record<string, unknown> }) {
-    const flows = this.o.flows.pendingAt(child.id);
-    // Requests without a flow (completion, subscriptions, calls whose agent can take no input) are
-    // calls in progress there too.
-    let others = 0;
-    for (const c of this.inFlight.get(child) ?? []) if (!INPUT_REQUIRED_METHODS.has(c.method) || !takesInput(c.request.agent)) others++;
-    if (flows.length === 1 && others === 0) {
-      const flow = flows[0]!;
-      const capability = INPUT_CAPABILITY[request.method];
-      if (capability === undefined || !flow.capabilities?.[capability])
-        throw new RpcError(-32601, `the agent does not support ${request.method}`);
-      this.log.debug(`${request.method} from ${child.id} goes to the agent with its call's answer`);
-      return flow.push(request);
-    }
-    const why =
-      flows.length + others === 0
-        ? 'no call of the agent is in progress there (a server can be given its roots in the config: servers[].roots)'
-        : flows.length === 0
-          ? 'no call of the agent in progress there can take it (only a tools/call, prompts/get or resources/read whose request declares sampling, elicitation or roots can)'
-          : `${flows.length + others} calls of the agent are in progress there, and the request does not say which one it belongs to`;
-    this.log.warn(`refused ${request.method} from server "${child.id}": ${why}`);
-    throw new RpcError(-32603, `the gateway cannot tell which call of the agent this ${request.method} belongs to; it is refused`);
+    const calls = this.o.hub.callsAt(child, this);
+    const ask = calls.length === 1 ? calls[0]!.request.ask : undefined;
+    if (ask) return ask(request);
+    return this.server.request(request, ResultSchema, { signal, timeout: 10 * 60_000 }) as Promise<Record<string, unknown>>;
   }
 
   /**
@@ -362,30 +320,12 @@ export class Front {
   private dispatch(request: JSONRPCRequest, mcpReq: RequestCtx): Promise<Record<string, unknown>> {
     const handler = this.handlers.get(request.method);
     if (!handler) return Promise.reject(new RpcError(-32601, `Method not found: ${request.method}`));
-    if (this.draining) {
+    if (this.o.hub.draining) {
       const stopping = new GatewayError('SERVER_UNAVAILABLE', 'the gateway is stopping: send the request again once it is back');
       return request.method === 'tools/call' ? Promise.resolve(toolErrorResult(stopping)) : Promise.reject(toRpcError(stopping, 'tool'));
     }
-    this.active++;
-    return this.answer(handler, request, mcpReq).finally(() => {
-      if (--this.active === 0) this.idle?.();
-    });
-  }
-
-  /**
-   * Stops taking requests (they are answered SERVER_UNAVAILABLE) and waits until those in progress
-   * have been answered, or `ms` has passed; resolves with how many were still running then.
-   */
-  async drain(ms: number): Promise<number> {
-    this.draining = true;
-    if (this.active === 0) return 0;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      new Promise<void>((resolve) => (this.idle = resolve)),
-      new Promise((resolve) => (timer = setTimeout(resolve, ms))),
-    ]);
-    clearTimeout(timer);
-    return this.active;
+    this.o.hub.begin();
+    return this.answer(handler, request, mcpReq).finally(() => this.o.hub.end());
   }
 
   private answer(handler: Handler, request: JSONRPCRequest, mcpReq: RequestCtx): Promise<Record<string, unknown>> {
@@ -395,7 +335,7 @@ export class Front {
       // The level a 2026-07-28 request asks for is also what the children are set to send.
       if (agent.logLevel !== undefined && agent.logLevel !== this.logLevel && isLevel(agent.logLevel)) {
         this.logLevel = agent.logLevel;
-        void Promise.all(this.o.registry.all().map((c) => this.syncLogLevel(c)));
+        void Promise.all(this.o.registry.all().map((c) => this.o.hub.syncLogLevel(c)));
       }
     }
     const state = mcpReq.requestState?.();
@@ -591,7 +531,7 @@ export class Front {
         run: async () => {
           this.logLevel = level as LoggingLevel;
           // Children not ready yet get the level when they are (onCatalogChanged).
-          await Promise.all(this.o.registry.all().map((c) => this.syncLogLevel(c)));
+          await Promise.all(this.o.registry.all().map((c) => this.o.hub.syncLogLevel(c)));
           return {};
         },
       };
@@ -615,25 +555,6 @@ export class Front {
   private forgetSubscription(uri: string, child: ChildServer | undefined): void {
     this.subscriptions.delete(uri);
     if (child) this.subscribedOn(child)?.delete(uri);
-  }
-
-  /**
-   * Sends the agent's log level to a ready child that has not got it on its current connection.
-   * Keyed by the connection's capabilities object, so a restarted child is sent it again.
-   */
-  private async syncLogLevel(child: ChildServer): Promise<void> {
-    const level = this.logLevel;
-    const caps = child.serverCapabilities;
-    // A 2026-07-28 child has no logging/setLevel: the level goes with each request instead.
-    if (level === undefined || child.state !== 'ready' || child.era === 'modern' || !caps?.logging || this.levelSent.get(caps) === level)
-      return;
-    this.levelSent.set(caps, level);
-    try {
-      await child.request('logging/setLevel', { level }, { signal: AbortSignal.timeout(5_000) });
-    } catch (err) {
-      if (this.levelSent.get(caps) === level) this.levelSent.delete(caps);
-      this.log.debug(`logging/setLevel to ${child.id}: ${(err as Error).message}`);
-    }
   }
 
   /** The URIs a child's current connection is subscribed to (undefined while it has none). */
@@ -814,14 +735,9 @@ export class Front {
 
   // ---------------------------------------------------------------- lists
 
-  /** The direct tools the identity may use (also what `list_tools` shows). */
-  visibleTools(identity: Identity) {
-    return this.o.registry.tools().filter((t) => this.o.policy.mayAllow(identity, { server: t.server, kind: 'tool', name: t.entry.name }));
-  }
-
   private listTools(identity: Identity): RawEntry[] {
     const tools: RawEntry[] = [];
-    const direct = this.visibleTools(identity);
+    const direct = this.o.toolContext.visibleTools(identity);
     if (this.expose !== 'direct') {
       for (const own of this.o.gatewayTools.values()) {
         const visible = own.entryPoint
@@ -1003,19 +919,17 @@ export class Front {
   }
 
   /**
-   * Runs a request through the pipeline. While it is at a child, a 2026-07-28 agent's request is
-   * where that child's log messages go (they have no channel of their own in that era).
+   * Runs a request through the pipeline. While it is at a child, the hub knows it is this agent's:
+   * the child's pushes and log messages come here (a 2026-07-28 agent's go with the request).
    */
   private async run(ctx: CallContext): Promise<void> {
-    const child = this.era === 'modern' && ctx.server !== null ? this.o.registry.get(ctx.server) : undefined;
+    const child = ctx.server !== null ? this.o.registry.get(ctx.server) : undefined;
     if (!child) return this.o.pipeline(ctx);
-    let running = this.inFlight.get(child);
-    if (!running) this.inFlight.set(child, (running = new Set()));
-    running.add(ctx);
+    this.o.hub.enter(child, ctx, this);
     try {
       await this.o.pipeline(ctx);
     } finally {
-      running.delete(ctx);
+      this.o.hub.leave(child, ctx);
     }
   }
 

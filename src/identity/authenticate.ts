@@ -13,6 +13,7 @@ import type { CredentialCheck } from './session.js';
 
 export const API_KEY_ENV = 'MCP_GATEWAY_API_KEY';
 export const TOKEN_ENV = 'MCP_GATEWAY_TOKEN';
+const BEARER = 'the bearer token';
 
 /** The credential was missing or not accepted; `message` is one line that says what to set. */
 export class AuthError extends Error {
@@ -46,8 +47,8 @@ export async function authenticate(
   const apiKey = env[API_KEY_ENV]?.trim() || undefined;
   const token = env[TOKEN_ENV]?.trim() || undefined;
   if (apiKey && token) throw new AuthError(`set only one of ${API_KEY_ENV} and ${TOKEN_ENV}`);
-  if (apiKey) return authenticateKey(apiKey, config, keys);
-  if (token) return authenticateToken(token, config, jwtVerifier);
+  if (apiKey) return authenticateKey(apiKey, config, keys, API_KEY_ENV);
+  if (token) return authenticateToken(token, config, jwtVerifier, TOKEN_ENV);
   if (config.auth.anonymous) return { identity: ANONYMOUS, check: () => {}, rateLimit: null };
   throw new AuthError(
     `no credential: set ${API_KEY_ENV} to a key from \`mcp-gateway keys create\`` +
@@ -56,15 +57,31 @@ export async function authenticate(
   );
 }
 
-async function authenticateKey(key: string, config: GatewayConfig, keys: KeyStore): Promise<Authenticated> {
+/**
+ * An HTTP request's bearer credential (design §12): a gateway key (`gw_…`) or, with auth.jwt, a
+ * JWT. Messages name "the bearer token", never the token.
+ */
+export function authenticateBearer(
+  token: string,
+  config: GatewayConfig,
+  keys: KeyStore,
+  jwtVerifier?: JwtVerifier,
+): Promise<Authenticated> {
+  if (token.startsWith('gw_') || !config.auth.jwt) return authenticateKey(token, config, keys, BEARER);
+  return authenticateToken(token, config, jwtVerifier, BEARER);
+}
+
+/** `source` names where the credential came from, for messages (an environment variable, the bearer token). */
+async function authenticateKey(key: string, config: GatewayConfig, keys: KeyStore, source: string): Promise<Authenticated> {
   const parsed = parseKey(key);
-  if (!parsed) throw new AuthError(`${API_KEY_ENV} is not a gateway key (expected gw_<keyId>_<secret>)`);
+  if (!parsed) throw new AuthError(`${source} is not a gateway key (expected gw_<keyId>_<secret>)`);
   const now = Date.now();
 
   const fromConfig = config.auth.apiKeys.static.find((k) => k.id === parsed.keyId);
   if (fromConfig) {
     const matches = fromConfig.hash !== undefined ? await keyMatchesHash(key, fromConfig.hash) : keyEqualsPlain(key, fromConfig.key!);
-    if (!matches) throw new AuthError(`${API_KEY_ENV} does not match key ${parsed.keyId}`);
+    if (!matches)
+      throw new AuthError(source === BEARER ? `${source} is not a valid gateway key` : `${source} does not match key ${parsed.keyId}`);
     checkStatic(fromConfig, now, (m) => new AuthError(m));
     return {
       identity: freezeIdentity(fromConfig.consumerId, fromConfig.id, fromConfig.roles, fromConfig.expiresAt ?? null),
@@ -76,8 +93,10 @@ async function authenticateKey(key: string, config: GatewayConfig, keys: KeyStor
   const record = keys.get(parsed.keyId);
   // Compare against something even for an unknown id, so response time does not reveal which ids exist.
   const matches = await keyMatchesHash(key, record?.hash ?? DUMMY_HASH);
-  if (!record) throw new AuthError(`${API_KEY_ENV}: no key ${parsed.keyId} (see \`mcp-gateway keys list\`)`);
-  if (!matches) throw new AuthError(`${API_KEY_ENV} does not match key ${parsed.keyId}`);
+  // Over HTTP anyone may try: an unknown key id and a wrong secret read the same (no id oracle).
+  if (source === BEARER && (!record || !matches)) throw new AuthError(`${source} is not a valid gateway key`);
+  if (!record) throw new AuthError(`${source}: no key ${parsed.keyId} (see \`mcp-gateway keys list\`)`);
+  if (!matches) throw new AuthError(`${source} does not match key ${parsed.keyId}`);
   const hashAtStart = record.hash;
   const check = (at: number, fail: (m: string) => Error) => {
     const state = keys.state(record.id);
@@ -95,13 +114,18 @@ async function authenticateKey(key: string, config: GatewayConfig, keys: KeyStor
   };
 }
 
-async function authenticateToken(token: string, config: GatewayConfig, verifier?: JwtVerifier): Promise<Authenticated> {
-  if (!config.auth.jwt) throw new AuthError(`${TOKEN_ENV} is set but auth.jwt is not configured`);
+async function authenticateToken(
+  token: string,
+  config: GatewayConfig,
+  verifier: JwtVerifier | undefined,
+  source: string,
+): Promise<Authenticated> {
+  if (!config.auth.jwt) throw new AuthError(`${source} is set but auth.jwt is not configured`);
   let identity: Identity;
   try {
     identity = await (verifier ?? new JwtVerifier(config.auth.jwt)).verify(token);
   } catch (err) {
-    if (err instanceof JwtError) throw new AuthError(`${TOKEN_ENV}: ${err.message}`);
+    if (err instanceof JwtError) throw new AuthError(`${source}: ${err.message}`);
     throw err;
   }
   return {

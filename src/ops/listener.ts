@@ -31,12 +31,54 @@ export function parseListen(listen: string): { host: string; port: number } {
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
-export class OpsListener {
-  private readonly server: Server;
+/**
+ * Answers /healthz, /readyz and /metrics; resolves false for any other path (the HTTP front
+ * serves MCP beside them). /metrics needs `token` when one is given; without `metrics` it is 404.
+ */
+export class OpsRoutes {
   private readonly tokenDigest: Buffer | undefined;
 
-  private constructor(private readonly o: OpsListenerOptions) {
+  constructor(private readonly o: Omit<OpsListenerOptions, 'listen' | 'metrics'> & { readonly metrics: Metrics | null }) {
     this.tokenDigest = o.token === undefined ? undefined : digest(o.token);
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+    if (path !== '/healthz' && path !== '/readyz' && (path !== '/metrics' || !this.o.metrics)) return false;
+    try {
+      if (req.method !== 'GET' && req.method !== 'HEAD') reply(res, 405, { error: 'only GET and HEAD' }, { allow: 'GET, HEAD' });
+      else if (path === '/healthz') reply(res, 200, { status: 'ok' });
+      else if (path === '/readyz') {
+        const { ready, checks } = this.o.readiness();
+        reply(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks });
+      } else if (!this.authorized(req.headers.authorization)) {
+        reply(res, 401, { error: 'a bearer token is required (metrics.token)' }, { 'www-authenticate': 'Bearer' });
+      } else {
+        const registry = this.o.metrics!.registry;
+        const body = await registry.metrics();
+        res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      }
+    } catch (err) {
+      this.o.log.warn(`${path}: ${(err as Error).message}`);
+      if (!res.headersSent) reply(res, 500, { error: 'internal error' });
+      else res.destroy();
+    }
+    return true;
+  }
+
+  private authorized(header: string | undefined): boolean {
+    if (this.tokenDigest === undefined) return true;
+    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? '');
+    return m !== null && timingSafeEqual(digest(m[1]!), this.tokenDigest);
+  }
+}
+
+export class OpsListener {
+  private readonly server: Server;
+  private readonly routes: OpsRoutes;
+
+  private constructor(o: OpsListenerOptions) {
+    this.routes = new OpsRoutes(o);
     this.server = createServer((req, res) => void this.handle(req, res));
     // Slow or idle clients cannot hold the listener.
     this.server.headersTimeout = 10_000;
@@ -49,19 +91,7 @@ export class OpsListener {
   /** Starts listening; resolves with the bound address (port 0 picks a free port). */
   static async start(o: OpsListenerOptions): Promise<{ listener: OpsListener; address: string }> {
     const listener = new OpsListener(o);
-    const { host, port } = parseListen(o.listen);
-    await new Promise<void>((resolve, reject) => {
-      listener.server.once('error', reject);
-      listener.server.listen(port, host, () => {
-        listener.server.off('error', reject);
-        resolve();
-      });
-    });
-    const bound = listener.server.address();
-    const address =
-      typeof bound === 'object' && bound
-        ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`
-        : String(bound);
+    const address = await listenOn(listener.server, o.listen);
     return { listener, address };
   }
 
@@ -73,38 +103,28 @@ export class OpsListener {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    try {
-      const path = (req.url ?? '/').split('?')[0];
-      if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, { error: 'only GET and HEAD' }, { allow: 'GET, HEAD' });
-      if (path === '/healthz') return reply(res, 200, { status: 'ok' });
-      if (path === '/readyz') {
-        const { ready, checks } = this.o.readiness();
-        return reply(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks });
-      }
-      if (path === '/metrics') {
-        if (!this.authorized(req.headers.authorization))
-          return reply(res, 401, { error: 'a bearer token is required (metrics.token)' }, { 'www-authenticate': 'Bearer' });
-        const body = await this.o.metrics.registry.metrics();
-        res.writeHead(200, { 'content-type': this.o.metrics.registry.contentType, 'cache-control': 'no-store' });
-        res.end(req.method === 'HEAD' ? undefined : body);
-        return;
-      }
-      reply(res, 404, { error: 'not found: /metrics, /healthz, /readyz' });
-    } catch (err) {
-      this.o.log.warn(`ops listener: ${(err as Error).message}`);
-      if (!res.headersSent) reply(res, 500, { error: 'internal error' });
-      else res.destroy();
-    }
-  }
-
-  private authorized(header: string | undefined): boolean {
-    if (this.tokenDigest === undefined) return true;
-    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? '');
-    return m !== null && timingSafeEqual(digest(m[1]!), this.tokenDigest);
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (!(await this.routes.handle(req, res, path))) reply(res, 404, { error: 'not found: /metrics, /healthz, /readyz' });
   }
 }
 
-function reply(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+/** Listens on `listen` (see parseListen); resolves with the bound address as host:port. */
+export async function listenOn(server: Server, listen: string): Promise<string> {
+  const { host, port } = parseListen(listen);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  return typeof bound === 'object' && bound
+    ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`
+    : String(bound);
+}
+
+export function reply(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
   res.end(`${JSON.stringify(body)}\n`);
 }

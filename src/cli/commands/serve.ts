@@ -10,25 +10,48 @@ import { AuthError } from '../../identity/authenticate.js';
 import { createLogger } from '../../log.js';
 import { auditTools } from '../../audit/tools.js';
 import { CliError } from '../errors.js';
-import { OpsListener } from '../../ops/listener.js';
+import { OpsListener, OpsRoutes } from '../../ops/listener.js';
+import { HttpFront } from '../../front/http.js';
+import { configSchema, type HttpConfig } from '../../config/schema.js';
+import { VERSION } from '../../version.js';
+
+/**
+ * What the children are told an HTTP agent can do: each may, so the children offer everything;
+ * a push for an agent that cannot take it is refused for that call (front/hub.ts).
+ */
+const HTTP_AGENT_CAPABILITIES = { sampling: {}, elicitation: { form: {}, url: {} }, roots: { listChanged: true } };
+
+/** The `http` section's defaults, for `serve --http` without one. */
+function httpSchemaDefaults(): HttpConfig {
+  return configSchema.parse({ http: {} }).http!;
+}
 
 /** Time given to children to exit after stdin closes, before SIGTERM, then SIGKILL. */
 const GRACE_MS = 2_000;
 
-export async function serve(options: { config?: string }): Promise<void> {
+export async function serve(options: { config?: string; http?: string | boolean }): Promise<void> {
   const logger = createLogger();
   const loaded = loadConfig(options.config);
   logger.configure(loaded.config.log);
+  // --http (with or without an address), or an `http` section: the shared Streamable HTTP front.
+  const httpConfig = options.http !== undefined || loaded.config.http ? (loaded.config.http ?? httpSchemaDefaults()) : undefined;
+  const httpListen = typeof options.http === 'string' ? options.http : (httpConfig?.listen ?? '127.0.0.1:8080');
   let gateway: Gateway;
   try {
-    gateway = createGateway({ loaded, env: process.env, logger, extraTools: auditTools(loaded.config) });
+    gateway = createGateway({
+      loaded,
+      env: process.env,
+      logger,
+      extraTools: auditTools(loaded.config),
+      mode: httpConfig ? 'http' : 'stdio',
+    });
   } catch (err) {
     throw new CliError((err as Error).message, 2);
   }
 
   // The operations listener (metrics.listen): /metrics, /healthz, /readyz.
   let ops: OpsListener | undefined;
-  if (loaded.config.metrics && gateway.metrics) {
+  if (loaded.config.metrics?.listen !== undefined && gateway.metrics) {
     try {
       const started = await OpsListener.start({
         listen: loaded.config.metrics.listen,
@@ -45,6 +68,7 @@ export async function serve(options: { config?: string }): Promise<void> {
     }
   }
 
+  let http: HttpFront | undefined;
   let stopping = false;
   let exitCode = 0;
   const stop = async (why: string, code: number, drainMs = 0) => {
@@ -61,14 +85,16 @@ export async function serve(options: { config?: string }): Promise<void> {
       drainMs + 3 * GRACE_MS + 1_000,
     ).unref();
     // A signal: requests in progress may finish (and are recorded) while new ones are refused.
+    http?.stopAccepting();
     if (drainMs > 0) {
-      const left = await gateway.front.drain(drainMs);
+      const left = await gateway.hub.drain(drainMs);
       if (left > 0) logger.warn(`${left} ${left === 1 ? 'request' : 'requests'} still in progress after ${drainMs} ms: ending them`);
     }
     // A credential still being checked (stdin closed at once) decides the exit code: a refused
     // one is exit 1 with its reason, whatever happened first.
-    if ((await settledWithin(gateway.session, 2 * GRACE_MS)) === 'rejected') exitCode = 1;
+    if (!http && (await settledWithin(gateway.session, 2 * GRACE_MS)) === 'rejected') exitCode = 1;
     try {
+      await http?.close();
       await ops?.close();
       await gateway.close(GRACE_MS);
     } catch (err) {
@@ -88,6 +114,34 @@ export async function serve(options: { config?: string }): Promise<void> {
     void stop('internal error', 1);
   });
   process.on('unhandledRejection', (err) => logger.error(`unhandled rejection: ${(err as Error)?.stack ?? String(err)}`));
+
+  if (httpConfig) {
+    gateway.registry.start(HTTP_AGENT_CAPABILITIES);
+    try {
+      const started = await HttpFront.start({
+        gateway,
+        http: httpConfig,
+        listen: httpListen,
+        ops: new OpsRoutes({
+          token: loaded.config.metrics?.token,
+          metrics: loaded.config.metrics?.token ? gateway.metrics : null,
+          readiness: gateway.readiness,
+          log: logger.scoped('ops'),
+        }),
+        log: logger.scoped('http'),
+      });
+      http = started.front;
+    } catch (err) {
+      await ops?.close();
+      await gateway.close(0);
+      throw new CliError(`cannot listen on ${httpListen}: ${(err as Error).message}`, 1);
+    }
+    const servers = gateway.registry.all().length;
+    logger.info(
+      `mcp-gateway ${VERSION}: Streamable HTTP at ${http.url}, ${servers} ${servers === 1 ? 'server' : 'servers'} configured, config ${loaded.file}`,
+    );
+    return;
+  }
 
   gateway.session.catch((err: unknown) => {
     const reason = err instanceof AuthError ? err.message : `could not verify the credential: ${(err as Error).message}`;

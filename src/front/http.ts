@@ -1,0 +1,527 @@
+/**
+ * The Streamable HTTP front (design §12): many agents share one gateway, each request bringing its
+ * own bearer credential. MCP is at /mcp in both protocol eras: a 2026-07-28 request is stateless
+ * (a front for the request, through the SDK's `createMcpHandler`); a 2025-era agent gets a session
+ * (`Mcp-Session-Id`, GET stream, DELETE) bound to the identity that opened it, so it keeps
+ * notifications, sampling, elicitation and roots. Beside it: /healthz, /readyz, /metrics (behind
+ * metrics.token) and the OAuth protected-resource metadata (RFC 9728).
+ *
+ * Before a request reaches MCP it passes, in order: Host (DNS rebinding), Origin, the per-IP limit
+ * on requests without a valid credential, the credential, required scopes, the per-consumer cap on
+ * requests in progress, and the body size. Nothing of the credential is kept but its digest.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import {
+  OAuthError,
+  OAuthErrorCode,
+  bearerAuthChallengeResponse,
+  createMcpHandler,
+  getOAuthProtectedResourceMetadataUrl,
+  isLegacyRequest,
+  localhostAllowedHostnames,
+  validateHostHeader,
+  validateOriginHeader,
+  type AuthInfo,
+  type McpHttpHandler,
+} from '@modelcontextprotocol/server';
+import { NodeStreamableHTTPServerTransport, toNodeHandler, toWebRequest } from '@modelcontextprotocol/node';
+import type { HttpConfig } from '../config/schema.js';
+import type { Gateway } from '../gateway.js';
+import { AuthError } from '../identity/authenticate.js';
+import { BearerVerifier } from '../identity/bearer.js';
+import type { Identity } from '../identity/identity.js';
+import type { Session } from '../identity/session.js';
+import type { Logger } from '../log.js';
+import { listenOn, reply, type OpsRoutes } from '../ops/listener.js';
+import type { SessionRef } from '../pipeline/context.js';
+import type { ChildServer } from '../registry/child.js';
+import type { Front } from './server.js';
+
+export interface HttpFrontOptions {
+  readonly gateway: Gateway;
+  readonly http: HttpConfig;
+  /** Where to listen (`serve --http`, else http.listen). */
+  readonly listen: string;
+  readonly ops: OpsRoutes;
+  readonly log: Logger;
+}
+
+/** The path MCP is served at. */
+export const MCP_PATH = '/mcp';
+const METADATA_PATH = '/.well-known/oauth-protected-resource';
+
+export class HttpFront {
+  private readonly server: Server;
+  private readonly bearer: BearerVerifier;
+  private readonly modern: McpHttpHandler;
+  private readonly modernNode: ReturnType<typeof toNodeHandler>;
+  private readonly sessions: LegacySessions;
+  private readonly unauthenticated: PerIpWindow;
+  private readonly hosts: string[];
+  private readonly origins: string[];
+  /** Requests in progress per consumer. */
+  private readonly inProgress = new Map<string, number>();
+  private readonly resourceUrl: URL | undefined;
+  private readonly unhook: () => void;
+  private address = '';
+
+  private constructor(private readonly o: HttpFrontOptions) {
+    const { http, gateway } = o;
+    this.resourceUrl = http.publicUrl ? new URL(http.publicUrl) : undefined;
+    this.bearer = new BearerVerifier(gateway.config, gateway.keys, gateway.jwtVerifier, { resource: http.publicUrl });
+    const host = parseHost(o.listen);
+    // Localhost names only when bound to loopback; otherwise only what the config names.
+    const loopback = host === 'localhost' || host.startsWith('127.') || host === '::1' || host === '[::1]';
+    const named = [...(http.allowedHosts ?? []), ...(this.resourceUrl ? [bracketed(this.resourceUrl.hostname)] : [])];
+    this.hosts = [...(loopback ? localhostAllowedHostnames() : []), ...named];
+    this.origins = http.allowedOrigins ?? this.hosts;
+    this.unauthenticated = new PerIpWindow(http.unauthenticatedPerMinute, 60_000);
+    this.modern = createMcpHandler(
+      (ctx) => {
+        const session = (ctx.authInfo?.extra as { session?: Session } | undefined)?.session;
+        // Only reached through serveMcp, which verified the credential and put its session here.
+        if (!session) throw new Error('no verified session for this request');
+        return gateway.newFront(session, 'modern').server;
+      },
+      {
+        legacy: 'reject',
+        maxRequestBodySize: http.maxBodyBytes,
+        onerror: (err) => o.log.debug(`modern: ${err.message}`),
+      },
+    );
+    this.modernNode = toNodeHandler(this.modern, {
+      maxRequestBodySize: http.maxBodyBytes,
+      onerror: (err) => o.log.debug(`modern: ${err.message}`),
+    });
+    // A 2026-07-28 agent's listen stream hears of catalog changes through the handler's bus.
+    this.unhook = gateway.hub.listen({ catalogChanged: (child) => this.announce(child) });
+    this.sessions = new LegacySessions(http.sessions, o.log.scoped('sessions'));
+
+    const serverOptions = {
+      // Slow clients cannot hold a connection: headers and the whole request have deadlines.
+      headersTimeout: http.headersTimeoutMs,
+      requestTimeout: http.requestTimeoutMs,
+      keepAliveTimeout: http.idleTimeoutMs,
+      connectionsCheckingInterval: Math.min(1_000, http.headersTimeoutMs),
+      maxHeaderSize: 16 * 1024,
+    };
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    this.server = http.tls
+      ? createHttpsServer({ ...serverOptions, cert: readFileSync(http.tls.cert), key: readFileSync(http.tls.key) }, handler)
+      : createHttpServer(serverOptions, handler);
+    this.server.maxHeadersCount = 100;
+  }
+
+  /** Starts listening; resolves with the front and the address it is bound to (port 0: a free one). */
+  static async start(o: HttpFrontOptions): Promise<{ front: HttpFront; address: string }> {
+    const front = new HttpFront(o);
+    front.address = await listenOn(front.server, o.listen);
+    return { front, address: front.address };
+  }
+
+  /** The URL agents use, as configured (publicUrl) or as bound. */
+  get url(): string {
+    return this.o.http.publicUrl ?? `${this.o.http.tls ? 'https' : 'http'}://${this.address}${MCP_PATH}`;
+  }
+
+  /** Stops accepting connections and ends every session (their agents are told by the closed stream). */
+  async close(): Promise<void> {
+    this.unhook();
+    await this.sessions.closeAll();
+    await this.modern.close().catch(() => {});
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  /** Stops accepting new connections (SIGTERM); requests in progress go on (the hub drains them). */
+  stopAccepting(): void {
+    this.server.close();
+    this.server.closeIdleConnections();
+  }
+
+  private announce(child: ChildServer): void {
+    const notify = this.modern.notify;
+    void notify.toolsChanged?.();
+    const caps = child.serverCapabilities;
+    if (caps?.prompts || child.catalog.prompts.length > 0) void notify.promptsChanged?.();
+    if (caps?.resources || child.catalog.resources.length > 0) void notify.resourcesChanged?.();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const path = (req.url ?? '/').split('?')[0]!;
+      // DNS rebinding: a page in a browser may reach a loopback gateway under a name it controls.
+      const host = validateHostHeader(req.headers.host ?? null, this.hosts);
+      if (!host.ok) return rpcReply(res, 403, `Forbidden: ${host.message}`);
+      if (path === MCP_PATH) return await this.serveMcp(req, res);
+      if (path === METADATA_PATH || path === `${METADATA_PATH}${MCP_PATH}`) return this.serveMetadata(req, res);
+      if (await this.o.ops.handle(req, res, path)) return;
+      reply(res, 404, { error: `not found: MCP is at ${MCP_PATH}` });
+    } catch (err) {
+      this.o.log.warn(`http: ${(err as Error).message}`);
+      if (!res.headersSent) rpcReply(res, 500, 'Internal error');
+      else res.destroy();
+    }
+  }
+
+  /** RFC 9728: who issues tokens for this resource, and how to send them. */
+  private serveMetadata(req: IncomingMessage, res: ServerResponse): void {
+    const oauth = this.o.http.oauth;
+    if (!oauth) return reply(res, 404, { error: 'this gateway names no authorization server (http.oauth)' });
+    if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 405, { error: 'only GET and HEAD' }, { allow: 'GET, HEAD' });
+    reply(res, 200, {
+      resource: this.url,
+      authorization_servers: oauth.authorizationServers,
+      bearer_methods_supported: ['header'],
+      scopes_supported: oauth.scopesSupported ?? oauth.requiredScopes,
+      resource_name: 'mcp-gateway',
+    });
+  }
+
+  private async serveMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const origin = validateOriginHeader(req.headers.origin ?? null, this.origins);
+    if (!origin.ok) return rpcReply(res, 403, `Forbidden: ${origin.message}`);
+    if (this.o.gateway.hub.draining)
+      return rpcReply(res, 503, 'the gateway is stopping: send the request again once it is back', { 'retry-after': '5' });
+
+    const ip = clientIp(req, this.o.http.trustProxy);
+    if (this.unauthenticated.exceeded(ip))
+      return rpcReply(res, 429, 'too many requests without a valid credential from this address', { 'retry-after': '60' });
+    const credential = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (credential === undefined) {
+      this.unauthenticated.count(ip);
+      return this.challenge(res, new OAuthError(OAuthErrorCode.InvalidToken, 'a bearer token is required'));
+    }
+    let session: Session;
+    try {
+      session = await this.bearer.verify(credential);
+    } catch (err) {
+      if (!(err instanceof AuthError)) throw err;
+      this.unauthenticated.count(ip);
+      return this.challenge(res, new OAuthError(OAuthErrorCode.InvalidToken, err.message));
+    }
+    const scopes = grantedScopes(session.identity);
+    const required = this.o.http.oauth?.requiredScopes ?? [];
+    if (session.identity.method === 'jwt' && required.some((s) => !scopes.includes(s)))
+      return this.challenge(res, new OAuthError(OAuthErrorCode.InsufficientScope, `the token needs the scopes: ${required.join(' ')}`));
+
+    const consumer = session.identity.consumerId;
+    const busy = this.inProgress.get(consumer) ?? 0;
+    if (busy >= this.o.http.maxConcurrentPerConsumer)
+      return rpcReply(
+        res,
+        429,
+        `consumer "${consumer}" has ${busy} requests in progress, the most allowed (http.maxConcurrentPerConsumer)`,
+        {
+          'retry-after': '1',
+        },
+      );
+    this.inProgress.set(consumer, busy + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const n = (this.inProgress.get(consumer) ?? 1) - 1;
+      if (n <= 0) this.inProgress.delete(consumer);
+      else this.inProgress.set(consumer, n);
+    };
+    res.once('close', release);
+    try {
+      let body: unknown;
+      if (req.method === 'POST') {
+        const read = await readBody(req, this.o.http.maxBodyBytes);
+        if (read === 'too large') {
+          res.setHeader('connection', 'close');
+          return rpcReply(res, 413, `the request body is over ${this.o.http.maxBodyBytes} bytes (http.maxBodyBytes)`);
+        }
+        try {
+          body = JSON.parse(read.toString('utf8'));
+        } catch {
+          return rpcReply(res, 400, 'Parse error: the body is not JSON', {}, -32700);
+        }
+      }
+      const authInfo: AuthInfo = {
+        // The credential stays here: the SDK hands authInfo to our own factory only.
+        token: '',
+        clientId: consumer,
+        scopes,
+        extra: { session },
+      };
+      const request = Object.assign(req, { auth: authInfo });
+      if (await isLegacyRequest(await toWebRequest(req, body), body)) return await this.serveLegacy(request, res, body, session);
+      await this.modernNode(request, res, body);
+    } finally {
+      if (res.writableEnded) release();
+    }
+  }
+
+  private challenge(res: ServerResponse, error: OAuthError): void {
+    const resourceMetadataUrl = this.o.http.oauth ? getOAuthProtectedResourceMetadataUrl(new URL(this.url)) : undefined;
+    const answer = bearerAuthChallengeResponse(error, {
+      requiredScopes: this.o.http.oauth?.requiredScopes ?? [],
+      ...(resourceMetadataUrl ? { resourceMetadataUrl } : {}),
+    });
+    void sendResponse(res, answer);
+  }
+
+  /** A 2025-era agent's request: its session's, or an `initialize` that opens one. */
+  private async serveLegacy(
+    req: IncomingMessage & { auth: AuthInfo },
+    res: ServerResponse,
+    body: unknown,
+    session: Session,
+  ): Promise<void> {
+    const id = req.headers['mcp-session-id'];
+    if (typeof id === 'string') {
+      const open = this.sessions.get(id);
+      // Another caller's session id reads as an unknown one: no oracle for who holds which.
+      if (!open || open.owner !== ownerOf(session.identity)) return rpcReply(res, 404, 'Session not found', {}, -32001);
+      open.binding.current = session;
+      return open.serve(req, res, body);
+    }
+    if (req.method !== 'POST' || !isInitialize(body))
+      return rpcReply(res, 400, 'Bad Request: Mcp-Session-Id header is required (open a session with initialize)');
+    const refused = this.sessions.admit(session.identity);
+    if (refused) return rpcReply(res, 429, refused, { 'retry-after': '60' });
+    const binding = new SessionBinding(session);
+    const front = this.o.gateway.newFront(binding, 'legacy');
+    const transport: NodeStreamableHTTPServerTransport = new NodeStreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomBytes(24).toString('base64url'),
+      onsessioninitialized: (sid): void =>
+        this.sessions.add(new LegacySession(sid, ownerOf(session.identity), session.identity, binding, front, transport)),
+    });
+    await front.connectSession(transport);
+    await transport.handleRequest(req, res, body);
+    // An initialize that did not open a session (refused by the SDK) leaves nothing behind.
+    if (transport.sessionId === undefined) await front.close();
+  }
+}
+
+/** Who a session belongs to: the same credential owner, whatever token they present next. */
+function ownerOf(identity: Identity): string {
+  return `${identity.method}\u0000${identity.consumerId}\u0000${identity.keyId ?? ''}`;
+}
+
+/**
+ * A legacy session's caller, as of its latest request: a JWT refreshed for the same subject keeps
+ * the session, and the identity, limits and checks follow the newest credential.
+ */
+class SessionBinding implements SessionRef {
+  constructor(public current: Session) {}
+  get identity(): Identity {
+    return this.current.identity;
+  }
+  get rateLimit(): SessionRef['rateLimit'] {
+    return this.current.rateLimit;
+  }
+  verify(now?: number): Identity {
+    return this.current.verify(now);
+  }
+}
+
+class LegacySession {
+  lastSeen = Date.now();
+  /** Requests and GET streams open now: a session in use is never idle. */
+  open = 0;
+  private closed = false;
+
+  constructor(
+    readonly id: string,
+    readonly owner: string,
+    readonly identity: Identity,
+    readonly binding: SessionBinding,
+    readonly front: Front,
+    readonly transport: NodeStreamableHTTPServerTransport,
+  ) {}
+
+  async serve(req: IncomingMessage & { auth: AuthInfo }, res: ServerResponse, body: unknown): Promise<void> {
+    this.lastSeen = Date.now();
+    this.open++;
+    res.once('close', () => {
+      this.open--;
+      this.lastSeen = Date.now();
+    });
+    await this.transport.handleRequest(req, res, body);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.front.close().catch(() => {});
+    await this.transport.close().catch(() => {});
+  }
+}
+
+/** 2025-era sessions: capped per consumer and in total, ended when idle or when their credential fails. */
+class LegacySessions {
+  private readonly byId = new Map<string, LegacySession>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly limits: HttpConfig['sessions'],
+    private readonly log: Logger,
+  ) {
+    this.sweeper = setInterval(() => this.sweep(), Math.min(30_000, Math.max(250, limits.idleMs / 4)));
+    this.sweeper.unref();
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: string): LegacySession | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Why a new session of `identity` is refused, or undefined; makes room by ending its own idlest one. */
+  admit(identity: Identity): string | undefined {
+    const owner = ownerOf(identity);
+    const own = [...this.byId.values()].filter((s) => s.identity.consumerId === identity.consumerId);
+    if (own.length >= this.limits.maxPerConsumer) {
+      // An agent that restarts without DELETE leaves sessions behind: its own idlest one makes room.
+      const idlest = own.filter((s) => s.open === 0 && s.owner === owner).sort((a, b) => a.lastSeen - b.lastSeen)[0];
+      if (!idlest)
+        return `consumer "${identity.consumerId}" has ${own.length} sessions in use, the most allowed (http.sessions.maxPerConsumer)`;
+      this.end(idlest, 'the consumer opened a new one at its limit');
+    }
+    if (this.byId.size >= this.limits.maxTotal)
+      return `the gateway has ${this.byId.size} sessions, the most allowed (http.sessions.maxTotal)`;
+    return undefined;
+  }
+
+  add(session: LegacySession): void {
+    this.byId.set(session.id, session);
+    session.transport.onclose = () => this.byId.delete(session.id);
+    session.front.server.onclose = () => void this.end(session, 'closed');
+  }
+
+  end(session: LegacySession, why: string): Promise<void> {
+    if (!this.byId.delete(session.id)) return Promise.resolve();
+    this.log.debug(`session of "${session.identity.consumerId}" ended: ${why}`);
+    return session.close();
+  }
+
+  async closeAll(): Promise<void> {
+    clearInterval(this.sweeper);
+    await Promise.all([...this.byId.values()].map((s) => this.end(s, 'the gateway is stopping')));
+  }
+
+  /** Ends idle sessions, and those whose credential no longer holds (revoked, disabled, expired). */
+  private sweep(): void {
+    const now = Date.now();
+    for (const session of this.byId.values()) {
+      if (session.open === 0 && now - session.lastSeen > this.limits.idleMs) {
+        void this.end(session, 'idle');
+        continue;
+      }
+      try {
+        session.binding.verify(now);
+      } catch (err) {
+        void this.end(session, (err as Error).message);
+      }
+    }
+  }
+}
+
+/** Requests without a valid credential per client address, in fixed windows; bounded memory. */
+class PerIpWindow {
+  private readonly counts = new Map<string, number>();
+  private windowStart = Date.now();
+
+  constructor(
+    private readonly max: number,
+    private readonly windowMs: number,
+  ) {}
+
+  private roll(): void {
+    const now = Date.now();
+    if (now - this.windowStart >= this.windowMs) {
+      this.counts.clear();
+      this.windowStart = now;
+    }
+  }
+
+  exceeded(ip: string): boolean {
+    this.roll();
+    return (this.counts.get(ip) ?? 0) >= this.max;
+  }
+
+  count(ip: string): void {
+    this.roll();
+    // A flood from many addresses cannot grow the table past this: the window starts over.
+    if (this.counts.size >= MAX_TRACKED_ADDRESSES && !this.counts.has(ip)) this.counts.clear();
+    this.counts.set(ip, (this.counts.get(ip) ?? 0) + 1);
+  }
+}
+
+const MAX_TRACKED_ADDRESSES = 100_000;
+
+/** The client's address: the socket's, or with trustProxy the last X-Forwarded-For hop (the proxy's view). */
+function clientIp(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const forwarded = req.headers['x-forwarded-for'];
+    const hops = (Array.isArray(forwarded) ? forwarded.join(',') : (forwarded ?? ''))
+      .split(',')
+      .map((h) => h.trim())
+      .filter(Boolean);
+    if (hops.length > 0) return hops[hops.length - 1]!;
+  }
+  return req.socket.remoteAddress ?? 'unknown';
+}
+
+/** The scopes a JWT grants (`scope`, space-separated, or `scp`, a list). */
+function grantedScopes(identity: Identity): string[] {
+  const scope = identity.claims['scope'] ?? identity.claims['scp'];
+  if (typeof scope === 'string') return scope.split(' ').filter(Boolean);
+  if (Array.isArray(scope)) return scope.filter((s): s is string => typeof s === 'string');
+  return [];
+}
+
+function isInitialize(body: unknown): boolean {
+  const messages = Array.isArray(body) ? body : [body];
+  return messages.some((m) => typeof m === 'object' && m !== null && (m as { method?: unknown }).method === 'initialize');
+}
+
+/** Reads a request body up to `max` bytes; 'too large' as soon as it is over (declared or sent). */
+async function readBody(req: IncomingMessage, max: number): Promise<Buffer | 'too large'> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > max) {
+    req.resume();
+    return 'too large';
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > max) {
+      req.resume();
+      return 'too large';
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** An HTTP error with a JSON-RPC error body (what MCP clients read), id null: no request was read. */
+function rpcReply(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}, code = -32000): void {
+  reply(res, status, { jsonrpc: '2.0', id: null, error: { code, message } }, headers);
+}
+
+async function sendResponse(res: ServerResponse, response: Response): Promise<void> {
+  res.writeHead(response.status, Object.fromEntries(response.headers));
+  res.end(Buffer.from(await response.arrayBuffer()));
+}
+
+function parseHost(listen: string): string {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):\d{1,5}$/.exec(listen);
+  return m ? (m[1] ?? m[2] ?? '127.0.0.1') || '127.0.0.1' : '127.0.0.1';
+}
+
+function bracketed(hostname: string): string {
+  return hostname.includes(':') && !hostname.startsWith('[') ? `[${hostname}]` : hostname;
+}
