@@ -74,5 +74,8 @@ audit:
 # log: { level: info, format: json }     # json: one JSON object a line on stderr
 # metrics:                               # /metrics (Prometheus), /healthz, /readyz
 #   listen: 127.0.0.1:9464
+# http:                                  # a shared gateway: \`serve --http\`, Streamable HTTP at /mcp,
+#   listen: 127.0.0.1:8080               # Authorization: Bearer <key or JWT> on every request
+#   allowedHosts: [mcp.example.com]
 `;
 }

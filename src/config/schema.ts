@@ -95,6 +95,18 @@ export const serverSchema = z.strictObject({
       }),
     )
     .optional(),
+  /**
+   * shared (default): one process serves every agent. consumer: each consumer gets a process of
+   * its own (for servers that hold per-user state), started on its first call, ended when idle.
+   */
+  isolation: z.enum(['shared', 'consumer']).default('shared'),
+  /** With isolation: consumer, the most processes at once and how long an unused one lives. */
+  instances: z
+    .strictObject({
+      max: int(1, 10_000).default(32),
+      idleMs: int(1_000).default(10 * 60_000),
+    })
+    .prefault({}),
 });
 
 const rateSchema = z.strictObject({

@@ -396,7 +396,7 @@ class LegacySessions {
 
   add(session: LegacySession): void {
     this.byId.set(session.id, session);
-    session.transport.onclose = () => this.byId.delete(session.id);
+    // After the SDK's own clean-up (DELETE, a closed transport).
     session.front.server.onclose = () => void this.end(session, 'closed');
   }
 

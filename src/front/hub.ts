@@ -36,8 +36,8 @@ export interface CatalogListener {
 export class FrontHub {
   /** Fronts that outlive a request: the stdio agent, each legacy HTTP session. */
   private readonly fronts = new Set<HubFront>();
-  /** The requests at each child now, with the front each came from. */
-  private readonly calls = new Map<ChildServer, Map<CallContext, HubFront>>();
+  /** The requests at each server now (by id), with the front each came from. */
+  private readonly calls = new Map<string, Map<CallContext, HubFront>>();
   private readonly listeners = new Set<CatalogListener>();
   /** The level each child connection was last sent (keyed by its capabilities object: a restart is a new one). */
   private readonly levelSent = new WeakMap<object, LoggingLevel>();
@@ -73,28 +73,36 @@ export class FrontHub {
 
   /** A request of `front` is at `child` until `leave`. */
   enter(child: ChildServer, ctx: CallContext, front: HubFront): void {
-    let calls = this.calls.get(child);
-    if (!calls) this.calls.set(child, (calls = new Map()));
+    let calls = this.calls.get(child.id);
+    if (!calls) this.calls.set(child.id, (calls = new Map()));
     calls.set(ctx, front);
   }
 
   leave(child: ChildServer, ctx: CallContext): void {
-    const calls = this.calls.get(child);
+    const calls = this.calls.get(child.id);
     if (!calls) return;
     calls.delete(ctx);
-    if (calls.size === 0) this.calls.delete(child);
+    if (calls.size === 0) this.calls.delete(child.id);
   }
 
-  /** The requests at `child` now (of `front` only, when given). */
+  /**
+   * The requests at `child` now (of `front` only, when given). A consumer's own process
+   * (isolation: consumer) serves only that consumer's requests to its server.
+   */
   callsAt(child: ChildServer, front?: HubFront): CallContext[] {
     const out: CallContext[] = [];
-    for (const [ctx, owner] of this.calls.get(child) ?? []) if (front === undefined || owner === front) out.push(ctx);
+    for (const [ctx, owner] of this.calls.get(child.id) ?? [])
+      if ((front === undefined || owner === front) && (child.consumer === undefined || ctx.session.identity.consumerId === child.consumer))
+        out.push(ctx);
     return out;
   }
 
   /** The fronts with a request at `child` now. */
   private ownersAt(child: ChildServer): Set<HubFront> {
-    return new Set(this.calls.get(child)?.values() ?? []);
+    if (child.consumer === undefined) return new Set(this.calls.get(child.id)?.values() ?? []);
+    const owners = new Set<HubFront>();
+    for (const [ctx, owner] of this.calls.get(child.id) ?? []) if (ctx.session.identity.consumerId === child.consumer) owners.add(owner);
+    return owners;
   }
 
   // ------------------------------------------------------------ registry hooks
@@ -150,8 +158,7 @@ export class FrontHub {
     // Requests without a flow (completion, subscriptions, calls whose agent can take no input) are
     // calls in progress there too.
     let others = 0;
-    for (const c of this.calls.get(child)?.keys() ?? [])
-      if (!INPUT_REQUIRED_METHODS.has(c.method) || !takesInput(c.request.agent)) others++;
+    for (const c of this.callsAt(child)) if (!INPUT_REQUIRED_METHODS.has(c.method) || !takesInput(c.request.agent)) others++;
     if (flows.length === 1 && others === 0) {
       const flow = flows[0]!;
       const capability = INPUT_CAPABILITY[request.method];

@@ -156,6 +156,14 @@ interface Connection {
 
 export class ChildServer {
   readonly id: string;
+  /** The consumer this process serves alone (servers[].isolation: consumer); undefined: every caller. */
+  readonly consumer: string | undefined;
+  /** Requests of the gateway in progress at this server. */
+  private inProgress = 0;
+  /** Whether a request is in progress here (a consumer's idle process is not ended then). */
+  get busy(): boolean {
+    return this.inProgress > 0;
+  }
   private stateValue: ChildState;
   private conn: Connection | null = null;
   private catalogValue: Catalog = EMPTY_CATALOG;
@@ -197,9 +205,12 @@ export class ChildServer {
       readonly limits?: CatalogLimits | undefined;
       /** Files a sandboxed child must not see (the database and its side files). */
       readonly hiddenFiles?: readonly string[] | undefined;
+      /** The consumer this process serves alone (servers[].isolation: consumer); unset: shared. */
+      readonly consumer?: string | undefined;
     },
   ) {
     this.id = config.id;
+    this.consumer = options.consumer;
     this.stateValue = 'idle';
     this.restarts = new RestartTracker(config.restart);
     this.log = options.logger.scoped(`server:${config.id}`);
@@ -326,6 +337,7 @@ export class ChildServer {
       }
       if (options.caller) params = withCaller(params, options.caller, this.config.roots !== undefined);
     }
+    this.inProgress++;
     try {
       return await conn.client.request({ method, params }, RAW, {
         // A 2026-07-28 child's input-required result comes back as it is: the gateway brings its
@@ -338,6 +350,8 @@ export class ChildServer {
       });
     } catch (err) {
       throw this.classify(err, conn, options.signal);
+    } finally {
+      this.inProgress--;
     }
   }
 

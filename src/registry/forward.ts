@@ -45,7 +45,7 @@ export function forward({ registry, validator, redactor, admin, input }: Forward
       ctx.result = await (ctx.request.run ?? (() => admin(ctx)))();
       return;
     }
-    const child = registry.get(server);
+    const child = registry.childFor(server, ctx.session.identity.consumerId);
     if (!child) throw unknownTarget(kind, name);
     // A child not running holds no subscription: nothing to end there.
     if (method === 'resources/unsubscribe' && child.state !== 'ready') {

@@ -20,6 +20,10 @@ import { sandboxSupport } from './sandbox.js';
 import { compileUriTemplate, type UriTemplateMatcher } from './uri-template.js';
 import type { GroupWatcher } from './reaper.js';
 import type { CatalogCache } from '../store/catalog.js';
+import { GatewayError } from '../errors.js';
+
+/** A consumer's own process is not ended to make room for another in its first minute. */
+const MIN_INSTANCE_LIFE_MS = 60_000;
 
 export interface RegistryOptions {
   readonly logger: Logger;
@@ -49,11 +53,30 @@ export class Registry {
   private readonly prefixOf = new Map<string, string>();
   private readonly unprefixed: string[] = [];
   private started = false;
+  private capabilities: ClientCapabilities = {};
+  /** With isolation: consumer, each server's processes by consumer (see childFor). */
+  private readonly instances = new Map<string, Map<string, { child: ChildServer; lastUsed: number }>>();
+  private readonly childOptions: ConstructorParameters<typeof ChildServer>[2];
+  private readonly instanceHooks: ChildHooks;
+  private reaper: NodeJS.Timeout | undefined;
   /** Compiled templates, per catalog entry: they go with the catalog that listed them. */
   private readonly templates = new WeakMap<RawTemplate, UriTemplateMatcher | null>();
 
   constructor(config: GatewayConfig, options: RegistryOptions) {
     this.separator = config.naming.separator;
+    this.childOptions = {
+      logger: options.logger,
+      redactor: options.redactor,
+      maxMessageBytes: config.limits.maxMessageBytes,
+      clientInfo: options.clientInfo,
+      ...(options.parentEnv ? { parentEnv: options.parentEnv } : {}),
+      groups: options.groups,
+      catalogCache: options.catalogCache,
+      limits: config.limits,
+      hiddenFiles: databaseFiles(config.database),
+    };
+    // A consumer's own process lists what the shared one does: its start is no catalog change.
+    this.instanceHooks = { ...options.hooks, onCatalogChanged: () => {} };
     // Probed now, so that even a server not started yet shows the isolation it will get.
     if (config.servers.some((s) => s.enabled && s.sandbox !== 'none')) void sandboxSupport();
     for (const server of config.servers) {
@@ -65,20 +88,7 @@ export class Registry {
       this.prefixOf.set(server.id, prefix);
       if (prefix === '') this.unprefixed.push(server.id);
       else if (!this.byPrefix.has(prefix)) this.byPrefix.set(prefix, server.id);
-      this.children.set(
-        server.id,
-        new ChildServer(server, options.hooks, {
-          logger: options.logger,
-          redactor: options.redactor,
-          maxMessageBytes: config.limits.maxMessageBytes,
-          clientInfo: options.clientInfo,
-          ...(options.parentEnv ? { parentEnv: options.parentEnv } : {}),
-          groups: options.groups,
-          catalogCache: options.catalogCache,
-          limits: config.limits,
-          hiddenFiles: databaseFiles(config.database),
-        }),
-      );
+      this.children.set(server.id, new ChildServer(server, options.hooks, this.childOptions));
     }
   }
 
@@ -89,6 +99,64 @@ export class Registry {
 
   get(id: string): ChildServer | undefined {
     return this.children.get(id);
+  }
+
+  /**
+   * The process that serves `consumer`'s requests to `server`: the shared one, or with
+   * isolation: consumer its own, started now if it has none (at most instances.max per server:
+   * the one unused longest makes room, else SERVER_UNAVAILABLE). The shared process of such a
+   * server only lists what it offers.
+   */
+  childFor(server: string, consumer: string): ChildServer | undefined {
+    const shared = this.children.get(server);
+    if (!shared || shared.config.isolation !== 'consumer') return shared;
+    let byConsumer = this.instances.get(server);
+    if (!byConsumer) this.instances.set(server, (byConsumer = new Map()));
+    const now = Date.now();
+    const known = byConsumer.get(consumer);
+    if (known) {
+      known.lastUsed = now;
+      return known.child;
+    }
+    if (byConsumer.size >= shared.config.instances.max) {
+      const idlest = [...byConsumer.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed)[0]!;
+      if (now - idlest[1].lastUsed < MIN_INSTANCE_LIFE_MS)
+        throw new GatewayError(
+          'SERVER_UNAVAILABLE',
+          `server "${server}" runs ${byConsumer.size} processes, one per consumer, the most allowed (servers[].instances.max)`,
+        );
+      byConsumer.delete(idlest[0]);
+      void idlest[1].child.stop(2_000);
+    }
+    const child = new ChildServer(shared.config, this.instanceHooks, { ...this.childOptions, catalogCache: undefined, consumer });
+    child.setClientCapabilities(this.capabilities);
+    byConsumer.set(consumer, { child, lastUsed: now });
+    child.start().catch(() => {});
+    this.reapInstances(shared.config.instances.idleMs);
+    return child;
+  }
+
+  /** Ends consumers' processes unused for `idleMs` (checked every idleMs / 2, at most 30 s). */
+  private reapInstances(idleMs: number): void {
+    if (this.reaper) return;
+    this.reaper = setInterval(
+      () => {
+        const now = Date.now();
+        for (const byConsumer of this.instances.values())
+          for (const [consumer, { child, lastUsed }] of byConsumer) {
+            if (now - lastUsed < child.config.instances.idleMs || child.busy) continue;
+            byConsumer.delete(consumer);
+            void child.stop(2_000);
+          }
+      },
+      Math.min(30_000, Math.max(500, idleMs / 2)),
+    );
+    this.reaper.unref();
+  }
+
+  /** Every consumer's own process, of servers with isolation: consumer. */
+  private instanceChildren(): ChildServer[] {
+    return [...this.instances.values()].flatMap((m) => [...m.values()].map((i) => i.child));
   }
 
   /** Enabled servers in config order. */
@@ -108,6 +176,7 @@ export class Registry {
   start(capabilities: ClientCapabilities): void {
     if (this.started) return;
     this.started = true;
+    this.capabilities = capabilities;
     for (const child of this.children.values()) {
       child.setClientCapabilities(capabilities);
       if (child.config.start === 'eager') child.start().catch(() => {});
@@ -281,12 +350,14 @@ export class Registry {
 
   /** Stops every child (stdin close, SIGTERM, SIGKILL to each process group). */
   async stop(graceMs = 2_000): Promise<void> {
-    await Promise.all(this.all().map((c) => c.stop(graceMs)));
+    clearInterval(this.reaper);
+    await Promise.all([...this.all(), ...this.instanceChildren()].map((c) => c.stop(graceMs)));
   }
 
   /** SIGKILL to every child's process group, synchronously: the last resort at process exit. */
   killAll(): void {
     for (const child of this.children.values()) child.killNow();
+    for (const child of this.instanceChildren()) child.killNow();
   }
 
   /** A URI no list names, whose scheme only one server uses. */
