@@ -211,8 +211,26 @@ export class HttpFront {
       return this.challenge(res, new OAuthError(OAuthErrorCode.InsufficientScope, `the token needs the scopes: ${required.join(' ')}`));
 
     const consumer = session.identity.consumerId;
+    let body: unknown;
+    if (req.method === 'POST') {
+      const read = await readBody(req, this.o.http.maxBodyBytes);
+      if (read === 'too large') {
+        // Answered once the client has sent it all (up to a bound), so it reads the 413 rather
+        // than a reset; a larger body is cut off.
+        res.setHeader('connection', 'close');
+        return rpcReply(res, 413, `the request body is over ${this.o.http.maxBodyBytes} bytes (http.maxBodyBytes)`);
+      }
+      try {
+        body = JSON.parse(read.toString('utf8'));
+      } catch {
+        return rpcReply(res, 400, 'Parse error: the body is not JSON', {}, -32700);
+      }
+    }
+    // Streams that stay open while nothing runs (a 2025-era session's GET stream, a 2026-07-28
+    // listen) do not count as requests in progress.
+    const stream = req.method === 'GET' || isMethod(body, 'subscriptions/listen');
     const busy = this.inProgress.get(consumer) ?? 0;
-    if (busy >= this.o.http.maxConcurrentPerConsumer)
+    if (!stream && busy >= this.o.http.maxConcurrentPerConsumer)
       return rpcReply(
         res,
         429,
@@ -221,8 +239,8 @@ export class HttpFront {
           'retry-after': '1',
         },
       );
-    this.inProgress.set(consumer, busy + 1);
-    let released = false;
+    let released = stream;
+    if (!stream) this.inProgress.set(consumer, busy + 1);
     const release = () => {
       if (released) return;
       released = true;
@@ -232,19 +250,6 @@ export class HttpFront {
     };
     res.once('close', release);
     try {
-      let body: unknown;
-      if (req.method === 'POST') {
-        const read = await readBody(req, this.o.http.maxBodyBytes);
-        if (read === 'too large') {
-          res.setHeader('connection', 'close');
-          return rpcReply(res, 413, `the request body is over ${this.o.http.maxBodyBytes} bytes (http.maxBodyBytes)`);
-        }
-        try {
-          body = JSON.parse(read.toString('utf8'));
-        } catch {
-          return rpcReply(res, 400, 'Parse error: the body is not JSON', {}, -32700);
-        }
-      }
       const authInfo: AuthInfo = {
         // The credential stays here: the SDK hands authInfo to our own factory only.
         token: '',
@@ -483,28 +488,41 @@ function grantedScopes(identity: Identity): string[] {
 }
 
 function isInitialize(body: unknown): boolean {
-  const messages = Array.isArray(body) ? body : [body];
-  return messages.some((m) => typeof m === 'object' && m !== null && (m as { method?: unknown }).method === 'initialize');
+  return isMethod(body, 'initialize');
 }
 
-/** Reads a request body up to `max` bytes; 'too large' as soon as it is over (declared or sent). */
+/** Whether a JSON-RPC message (or one of a batch) is a request for `method`. */
+function isMethod(body: unknown, method: string): boolean {
+  const messages = Array.isArray(body) ? body : [body];
+  return messages.some((m) => typeof m === 'object' && m !== null && (m as { method?: unknown }).method === method);
+}
+
+/** Most of an oversized body read (and dropped) before the 413, so the client gets to read it. */
+const MAX_DISCARDED_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads a request body up to `max` bytes; 'too large' when it is over (declared or sent), once
+ * the rest has been read and dropped (at most MAX_DISCARDED_BYTES; past that the connection is cut).
+ */
 async function readBody(req: IncomingMessage, max: number): Promise<Buffer | 'too large'> {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) {
-    req.resume();
-    return 'too large';
-  }
   const chunks: Buffer[] = [];
   let size = 0;
+  let over = Number.isFinite(declared) && declared > max;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > max) {
-      req.resume();
-      return 'too large';
+    if (size > max) over = true;
+    if (over) {
+      chunks.length = 0;
+      if (size > MAX_DISCARDED_BYTES) {
+        req.socket.destroy();
+        break;
+      }
+      continue;
     }
     chunks.push(chunk as Buffer);
   }
-  return Buffer.concat(chunks);
+  return over ? 'too large' : Buffer.concat(chunks);
 }
 
 /** An HTTP error with a JSON-RPC error body (what MCP clients read), id null: no request was read. */
