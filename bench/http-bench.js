@@ -10,9 +10,9 @@
 // beside (a) and the ratios the issue's targets are about. Agents are 2026-07-28 clients for (a)
 // and (b) (the gateway is also measured with 2025-era session agents), 2025-era for (c).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client as ClientV2, StreamableHTTPClientTransport as TransportV2 } from '@modelcontextprotocol/client';
@@ -25,8 +25,9 @@ const ECHO = path.join(ROOT, 'test/fixtures/echo.js');
 const BIN = path.join(ROOT, 'bin/mcp-gateway.js');
 const RELAY = path.join(ROOT, 'bench/relay-http-v2.js');
 const SUPERGATEWAY = path.join(ROOT, 'node_modules/supergateway/dist/index.js');
-const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 8);
+const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 6);
 const WARMUP_SECONDS = Number(process.env.BENCH_HTTP_WARMUP ?? 2);
+const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS ?? 3);
 const AGENTS = (process.env.BENCH_HTTP_AGENTS ?? '1,16,64').split(',').map(Number);
 const MAX_AGENTS = Math.max(...AGENTS);
 const keyOf = (i) => `gw_bench${String(i).padStart(3, '0')}_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG`;
@@ -118,60 +119,102 @@ async function load(clients, seconds, tool) {
   return { rate: latencies.length / seconds, p50: at(0.5), p99: at(0.99), errors, calls: latencies.length };
 }
 
-async function measureFront(label, url, era, tool = 'echo__echo') {
-  const out = {};
-  for (const n of AGENTS) {
-    const clients = [];
-    for (let i = 0; i < n; i++) clients.push(await connect(url, era, i));
-    await load(clients, WARMUP_SECONDS, tool);
-    out[n] = await load(clients, SECONDS, tool);
-    await Promise.all(clients.map((c) => c.close().catch(() => {})));
-    const r = out[n];
-    console.log(
-      `${label.padEnd(34)} ${String(n).padStart(3)} agents ${r.rate.toFixed(0).padStart(7)} calls/s  p50 ${r.p50.toFixed(2).padStart(7)} ms  p99 ${r.p99.toFixed(2).padStart(7)} ms${r.errors ? `  ${r.errors} errors` : ''}`,
-    );
-  }
-  return out;
+async function measurePoint(url, era, tool, n) {
+  const clients = [];
+  for (let i = 0; i < n; i++) clients.push(await connect(url, era, i));
+  await load(clients, WARMUP_SECONDS, tool);
+  const r = await load(clients, SECONDS, tool);
+  await Promise.all(clients.map((c) => c.close().catch(() => {})));
+  return r;
 }
 
+const median = (values) => {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
 async function main() {
+  // The v1 client's fetches leave abort listeners until garbage collection: not ours to report.
+  process.removeAllListeners('warning');
   const dir = mkdtempSync(path.join(tmpdir(), 'mcpgw-benchhttp-'));
+  console.log(
+    `bench:http: ${ROUNDS} rounds (fronts interleaved in each), ${SECONDS} s per point after ${WARMUP_SECONDS} s warm-up, agents ${AGENTS.join(', ')}, Node ${process.version}, ${cpus().length} CPUs`,
+  );
+  const ports = { relay: await freePort(), gateway: await freePort(), supergateway: await freePort() };
+  const procs = [
+    start(process.execPath, [RELAY, String(ports.relay), process.execPath, ECHO]),
+    start(process.execPath, [BIN, 'serve', '--http', `127.0.0.1:${ports.gateway}`, '-c', gatewayConfig(dir)], {
+      cwd: dir,
+      env: { ...process.env, MCP_GATEWAY_LOG_LEVEL: 'warn' },
+    }),
+    start(process.execPath, [
+      SUPERGATEWAY,
+      '--stdio',
+      `${process.execPath} ${ECHO}`,
+      '--outputTransport',
+      'streamableHttp',
+      '--stateful',
+      '--port',
+      String(ports.supergateway),
+      '--logLevel',
+      'none',
+    ]),
+  ];
+  await waitFor(`http://127.0.0.1:${ports.relay}/mcp`);
+  await waitFor(`http://127.0.0.1:${ports.gateway}/healthz`);
+  await waitFor(`http://127.0.0.1:${ports.supergateway}/mcp`);
+  const fronts = [
+    { key: 'relay', label: '(a) bare SDK v2 HTTP relay', url: `http://127.0.0.1:${ports.relay}/mcp`, era: 'modern', tool: 'echo__echo' },
+    {
+      key: 'gateway',
+      label: '(b) mcp-gateway, full pipeline',
+      url: `http://127.0.0.1:${ports.gateway}/mcp`,
+      era: 'modern',
+      tool: 'echo__echo',
+    },
+    {
+      key: 'gatewayLegacy',
+      label: '(b) mcp-gateway, 2025 sessions',
+      url: `http://127.0.0.1:${ports.gateway}/mcp`,
+      era: 'legacy',
+      tool: 'echo__echo',
+    },
+    {
+      key: 'supergateway',
+      label: '(c) supergateway --stateful',
+      url: `http://127.0.0.1:${ports.supergateway}/mcp`,
+      era: 'legacy',
+      tool: 'echo',
+    },
+  ];
+  const runs = {};
+  for (let round = 1; round <= ROUNDS; round++)
+    for (const n of AGENTS)
+      for (const f of fronts) {
+        const r = await measurePoint(f.url, f.era, f.tool, n);
+        ((runs[f.key] ??= {})[n] ??= []).push(r);
+        if (r.errors) console.log(`round ${round}: ${f.label}, ${n} agents: ${r.errors} errors`);
+      }
+  await Promise.all(procs.map((p) => p.stop()));
+
   const results = {};
-  console.log(`bench:http: ${SECONDS} s per point after ${WARMUP_SECONDS} s warm-up, agents ${AGENTS.join(', ')}, Node ${process.version}`);
-
-  let port = await freePort();
-  let proc = start(process.execPath, [RELAY, String(port), process.execPath, ECHO]);
-  await waitFor(`http://127.0.0.1:${port}/mcp`);
-  results.relay = await measureFront('(a) bare SDK v2 HTTP relay', `http://127.0.0.1:${port}/mcp`, 'modern');
-  await proc.stop();
-
-  port = await freePort();
-  proc = start(process.execPath, [BIN, 'serve', '--http', `127.0.0.1:${port}`, '-c', gatewayConfig(dir)], {
-    cwd: dir,
-    env: { ...process.env, MCP_GATEWAY_LOG_LEVEL: 'warn' },
-  });
-  await waitFor(`http://127.0.0.1:${port}/healthz`);
-  results.gateway = await measureFront('(b) mcp-gateway, full pipeline', `http://127.0.0.1:${port}/mcp`, 'modern');
-  results.gatewayLegacy = await measureFront('(b) mcp-gateway, 2025 sessions', `http://127.0.0.1:${port}/mcp`, 'legacy');
-  await proc.stop();
-
-  port = await freePort();
-  proc = start(process.execPath, [
-    SUPERGATEWAY,
-    '--stdio',
-    `${process.execPath} ${ECHO}`,
-    '--outputTransport',
-    'streamableHttp',
-    '--stateful',
-    '--port',
-    String(port),
-    '--logLevel',
-    'none',
-  ]);
-  await waitFor(`http://127.0.0.1:${port}/mcp`);
-  results.supergateway = await measureFront('(c) supergateway --stateful', `http://127.0.0.1:${port}/mcp`, 'legacy', 'echo');
-  await proc.stop();
-
+  console.log('\nmedians over the rounds (range of throughput):');
+  for (const f of fronts) {
+    results[f.key] = {};
+    for (const n of AGENTS) {
+      const rs = runs[f.key][n];
+      const r = (results[f.key][n] = {
+        rate: median(rs.map((x) => x.rate)),
+        p50: median(rs.map((x) => x.p50)),
+        p99: median(rs.map((x) => x.p99)),
+      });
+      const lo = Math.min(...rs.map((x) => x.rate));
+      const hi = Math.max(...rs.map((x) => x.rate));
+      console.log(
+        `${f.label.padEnd(34)} ${String(n).padStart(3)} agents ${r.rate.toFixed(0).padStart(7)} calls/s (${lo.toFixed(0)}–${hi.toFixed(0)})  p50 ${r.p50.toFixed(2).padStart(7)} ms  p99 ${r.p99.toFixed(2).padStart(7)} ms`,
+      );
+    }
+  }
   console.log('\nratios (b)/(a) and (b)/(c), throughput and p99:');
   for (const n of AGENTS) {
     const a = results.relay[n],

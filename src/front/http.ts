@@ -27,7 +27,7 @@ import {
   type AuthInfo,
   type McpHttpHandler,
 } from '@modelcontextprotocol/server';
-import { NodeStreamableHTTPServerTransport, toNodeHandler, toWebRequest } from '@modelcontextprotocol/node';
+import { NodeStreamableHTTPServerTransport, toNodeHandler } from '@modelcontextprotocol/node';
 import type { HttpConfig } from '../config/schema.js';
 import type { Gateway } from '../gateway.js';
 import { AuthError } from '../identity/authenticate.js';
@@ -64,6 +64,9 @@ export class HttpFront {
   private readonly origins: string[];
   /** Requests in progress per consumer. */
   private readonly inProgress = new Map<string, number>();
+  /** Responses (not standing streams) being answered, and who waits for there to be none (flushed). */
+  private answering = 0;
+  private readonly whenAnswered: (() => void)[] = [];
   private readonly resourceUrl: URL | undefined;
   private readonly unhook: () => void;
   private address = '';
@@ -142,6 +145,20 @@ export class HttpFront {
   stopAccepting(): void {
     this.server.close();
     this.server.closeIdleConnections();
+  }
+
+  /**
+   * Waits until every response being written has been sent (or `ms` has passed): an answer the
+   * pipeline has produced is on the wire before the connections close.
+   */
+  async flushed(ms: number): Promise<void> {
+    if (this.answering === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.whenAnswered.push(resolve)),
+      new Promise((resolve) => (timer = setTimeout(resolve, ms))),
+    ]);
+    clearTimeout(timer);
   }
 
   private announce(child: ChildServer): void {
@@ -240,13 +257,17 @@ export class HttpFront {
         },
       );
     let released = stream;
-    if (!stream) this.inProgress.set(consumer, busy + 1);
+    if (!stream) {
+      this.inProgress.set(consumer, busy + 1);
+      this.answering++;
+    }
     const release = () => {
       if (released) return;
       released = true;
       const n = (this.inProgress.get(consumer) ?? 1) - 1;
       if (n <= 0) this.inProgress.delete(consumer);
       else this.inProgress.set(consumer, n);
+      if (--this.answering === 0) for (const done of this.whenAnswered.splice(0)) done();
     };
     res.once('close', release);
     try {
@@ -258,7 +279,9 @@ export class HttpFront {
         extra: { session },
       };
       const request = Object.assign(req, { auth: authInfo });
-      if (await isLegacyRequest(await toWebRequest(req, body), body)) return await this.serveLegacy(request, res, body, session);
+      // Classified by the SDK from the parsed body and the headers: no second copy of the body.
+      const probe = new Request(`http://localhost${MCP_PATH}`, { method: req.method ?? 'GET', headers: headerPairs(req.rawHeaders) });
+      if (await isLegacyRequest(probe, body)) return await this.serveLegacy(request, res, body, session);
       await this.modernNode(request, res, body);
     } finally {
       if (res.writableEnded) release();
@@ -533,6 +556,13 @@ function rpcReply(res: ServerResponse, status: number, message: string, headers:
 async function sendResponse(res: ServerResponse, response: Response): Promise<void> {
   res.writeHead(response.status, Object.fromEntries(response.headers));
   res.end(Buffer.from(await response.arrayBuffer()));
+}
+
+/** Node's raw header list as [name, value] pairs (what a Web `Request` takes). */
+function headerPairs(raw: readonly string[]): [string, string][] {
+  const pairs: [string, string][] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
+  return pairs;
 }
 
 function parseHost(listen: string): string {

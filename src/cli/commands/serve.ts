@@ -94,6 +94,8 @@ export async function serve(options: { config?: string; http?: string | boolean 
     // one is exit 1 with its reason, whatever happened first.
     if (!http && (await settledWithin(gateway.session, 2 * GRACE_MS)) === 'rejected') exitCode = 1;
     try {
+      // Answers produced during the drain reach their agents before the connections close.
+      await http?.flushed(GRACE_MS);
       await http?.close();
       await ops?.close();
       await gateway.close(GRACE_MS);
