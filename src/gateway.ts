@@ -205,7 +205,7 @@ export function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' 
     stages.push(
       settle(logger),
       identify(),
-      authorize(policy, config.naming.separator),
+      authorize(policy, (server, name) => registry.exposedName(server, name)),
       throttle(new RateLimiter(config.rateLimit)),
       forward({
         registry,

@@ -32,8 +32,8 @@ import type { HttpConfig } from '../config/schema.js';
 import type { Gateway } from '../gateway.js';
 import { AuthError } from '../identity/authenticate.js';
 import { BearerVerifier } from '../identity/bearer.js';
-import type { Identity } from '../identity/identity.js';
-import type { Session } from '../identity/session.js';
+import { ANONYMOUS, type Identity } from '../identity/identity.js';
+import { Session } from '../identity/session.js';
 import type { Logger } from '../log.js';
 import { listenOn, reply, type OpsRoutes } from '../ops/listener.js';
 import type { SessionRef } from '../pipeline/context.js';
@@ -48,6 +48,9 @@ export interface HttpFrontOptions {
   readonly ops: OpsRoutes;
   readonly log: Logger;
 }
+
+/** The caller of requests without credentials, with auth.anonymous. */
+const ANONYMOUS_SESSION = new Session(ANONYMOUS, () => {});
 
 /** The path MCP is served at. */
 export const MCP_PATH = '/mcp';
@@ -209,19 +212,23 @@ export class HttpFront {
     const ip = clientIp(req, this.o.http.trustProxy);
     if (this.unauthenticated.exceeded(ip))
       return rpcReply(res, 429, 'too many requests without a valid credential from this address', { 'retry-after': '60' });
-    const credential = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '')?.[1];
-    if (credential === undefined) {
+    const header = req.headers.authorization;
+    const credential = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? '')?.[1];
+    let session: Session;
+    // auth.anonymous: a request with no Authorization header at all is the anonymous caller (a
+    // header that is there must hold a valid credential).
+    if (header === undefined && this.o.gateway.config.auth.anonymous) session = ANONYMOUS_SESSION;
+    else if (credential === undefined) {
       this.unauthenticated.count(ip);
       return this.challenge(res, new OAuthError(OAuthErrorCode.InvalidToken, 'a bearer token is required'));
-    }
-    let session: Session;
-    try {
-      session = await this.bearer.verify(credential);
-    } catch (err) {
-      if (!(err instanceof AuthError)) throw err;
-      this.unauthenticated.count(ip);
-      return this.challenge(res, new OAuthError(OAuthErrorCode.InvalidToken, err.message));
-    }
+    } else
+      try {
+        session = await this.bearer.verify(credential);
+      } catch (err) {
+        if (!(err instanceof AuthError)) throw err;
+        this.unauthenticated.count(ip);
+        return this.challenge(res, new OAuthError(OAuthErrorCode.InvalidToken, err.message));
+      }
     const scopes = grantedScopes(session.identity);
     const required = this.o.http.oauth?.requiredScopes ?? [];
     if (session.identity.method === 'jwt' && required.some((s) => !scopes.includes(s)))

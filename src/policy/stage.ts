@@ -17,13 +17,15 @@ export interface Decider {
   mayAllow(identity: Identity, target: Target): boolean;
 }
 
-export function authorize(engine: Decider, separator: string): Stage<CallContext> {
+/**
+ * `exposedName` is how the agent sees a server's tool or prompt (registry.exposedName: the
+ * server's prefix, or its own name with `prefix: ""`), for messages.
+ */
+export function authorize(engine: Decider, exposedName: (server: string, name: string) => string): Stage<CallContext> {
   /** The name as the agent knows it: `<server><sep><name>`, a gateway tool's own name, or a URI. */
   const shownName = (ctx: CallContext) =>
     ctx.request.askedAs ??
-    (ctx.kind === 'resource' || ctx.server === null || ctx.server === GATEWAY_SERVER_ID
-      ? ctx.name
-      : `${ctx.server}${separator}${ctx.name}`);
+    (ctx.kind === 'resource' || ctx.server === null || ctx.server === GATEWAY_SERVER_ID ? ctx.name : exposedName(ctx.server, ctx.name));
 
   return function authorize(ctx, next) {
     // A malformed request is refused by the forward stage (INVALID_ARGUMENTS); an entry point has

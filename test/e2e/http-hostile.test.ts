@@ -9,10 +9,12 @@
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { SignJWT, type JWTPayload } from 'jose';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { call, fixture, textOf, waitFor, waitListed, type Obj } from '../helpers/gateway.js';
+import { call, errorCode, fixture, textOf, waitFor, waitListed, type Obj } from '../helpers/gateway.js';
 import {
   HttpHarness,
+  LegacyClient,
   freePort,
   initializeBody,
   inSession,
@@ -305,6 +307,45 @@ describe('credentials', () => {
     });
     expect(stream.status).toBe(404);
     expect((await inSession(gw, ALICE_KEY, alices)).status).toBe(200);
+  });
+});
+
+describe('anonymous callers (auth.anonymous: true)', () => {
+  test('no Authorization header: served as consumer "anonymous" under its policy; a header that is there must be valid', async () => {
+    const gw = await h.start({
+      config: hostileConfig(
+        {},
+        {
+          auth: { anonymous: true, apiKeys: { static: [ALICE, BOB] } },
+          policies: [ADMIN, { id: 'anon', roles: ['anonymous'], rules: [{ tool: 'echo', action: 'allow' }] }],
+          servers: [{ id: 'echo', ...fixture('echo.js'), prefix: '' }],
+        },
+      ),
+    });
+    const client = new LegacyClient({ name: 'anonymous-agent', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(gw.url)));
+    try {
+      let names: string[] = [];
+      for (let i = 0; i < 100 && !names.includes('echo'); i++) {
+        names = (await client.listTools()).tools.map((t) => t.name);
+        if (!names.includes('echo')) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(names).toContain('echo');
+      expect(names).not.toContain('whoami');
+      expect(textOf(await client.callTool({ name: 'echo', arguments: { message: 'hi' } }))).toBe('hi');
+      // A tool it may never use is refused as unknown, under the name the agent sees (prefix "").
+      const refused = await client.callTool({ name: 'whoami', arguments: {} });
+      expect(errorCode(refused)).toBe('UNKNOWN_TOOL');
+      expect(textOf(refused)).toContain('"whoami"');
+      expect(textOf(refused)).not.toContain('echo__');
+    } finally {
+      await client.close();
+    }
+    const rows = auditRows(gw.dir).filter((r) => r['name'] === 'echo');
+    expect(rows.map((r) => r['consumer_id'])).toContain('anonymous');
+    // A credential that is there is checked: a wrong one is not the anonymous caller.
+    expect((await postMcp(gw, undefined, initializeBody(), { authorization: 'Bearer not-a-key' })).status).toBe(401);
+    expect((await postMcp(gw, undefined, initializeBody(), { authorization: 'Basic YWxpY2U6c2VjcmV0' })).status).toBe(401);
   });
 });
 
