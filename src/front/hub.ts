@@ -20,6 +20,8 @@ export interface HubFront {
   /** The level of log messages this agent asked for (logging/setLevel), if any. */
   readonly logLevel: LoggingLevel | undefined;
   onCatalogChanged(child: ChildServer): void;
+  /** Whether this agent is subscribed to the resource `uri`. */
+  hasSubscription(uri: string): boolean;
   onChildNotification(child: ChildServer, notification: Notification): void;
   relayToAgent(
     child: ChildServer,
@@ -69,6 +71,12 @@ export class FrontHub {
   listen(listener: CatalogListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Whether an agent other than `front`'s is subscribed to `uri` (a shared server keeps it subscribed then). */
+  subscribedElsewhere(uri: string, front: HubFront): boolean {
+    for (const other of this.fronts) if (other !== front && other.hasSubscription(uri)) return true;
+    return false;
   }
 
   /** A request of `front` is at `child` until `leave`. */

@@ -494,12 +494,15 @@ export class Front implements HubFront {
     const resource = (method: 'resources/read' | 'resources/subscribe' | 'resources/unsubscribe') =>
       this.handle(method, async (params, extra) => {
         this.ensureStarted();
-        const route = await this.routeResource(params['uri']);
-        const ctx = await this.context(method, route, params, extra);
+        let route = await this.routeResource(params['uri']);
         if (method === 'resources/unsubscribe' && route.server !== null && !route.invalid) {
           // The agent no longer wants it, whatever the child says: a restart must not renew it.
           this.forgetSubscription(route.name, this.o.registry.get(route.server));
+          // Another agent still subscribed to it: the shared server keeps the subscription (the
+          // request still passes the pipeline, and is recorded).
+          if (this.o.hub.subscribedElsewhere(route.name, this)) route = { ...route, run: async () => ({}) };
         }
+        const ctx = await this.context(method, route, params, extra);
         const result = await this.settled(ctx);
         if (method === 'resources/subscribe') this.keepSubscription(route.name, this.o.registry.get(route.server!));
         return result;
@@ -544,6 +547,11 @@ export class Front implements HubFront {
     this.server.setNotificationHandler('notifications/roots/list_changed', async () => {
       for (const child of this.o.registry.all()) void child.notify({ method: 'notifications/roots/list_changed' });
     });
+  }
+
+  /** Whether this agent is subscribed to `uri` (resources/subscribe). */
+  hasSubscription(uri: string): boolean {
+    return this.subscriptions.has(uri);
   }
 
   /** Remembers a subscription, so that a restarted child is subscribed again (syncSubscriptions). */

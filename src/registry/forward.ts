@@ -47,9 +47,10 @@ export function forward({ registry, validator, redactor, admin, input }: Forward
     }
     const child = registry.childFor(server, ctx.session.identity.consumerId);
     if (!child) throw unknownTarget(kind, name);
-    // A child not running holds no subscription: nothing to end there.
-    if (method === 'resources/unsubscribe' && child.state !== 'ready') {
-      ctx.result = {};
+    // A child not running holds no subscription: nothing to end there. One another agent still
+    // wants stays (the front says so with `run`).
+    if (method === 'resources/unsubscribe' && (child.state !== 'ready' || ctx.request.run)) {
+      ctx.result = ctx.request.run ? await ctx.request.run() : {};
       return;
     }
     if (child.state !== 'ready') await child.ready();

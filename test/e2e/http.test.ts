@@ -6,7 +6,7 @@
  * elicitation reaching only the agent whose call it is; the health, readiness, metrics and OAuth
  * metadata routes; and SIGTERM with calls in flight.
  */
-import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { CreateMessageRequestSchema, ElicitRequestSchema, ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, test } from 'vitest';
 import { call, errorCode, fixture, textOf, toolNames, waitFor, waitListed, type Obj } from '../helpers/gateway.js';
 import {
@@ -418,5 +418,34 @@ describe('SIGTERM under HTTP load', () => {
     const recorded = new Set(rows.map((r) => JSON.parse(String(r['arguments'])).ms as number));
     for (const o of answered) expect(recorded.has(1_500 + o.i * 10)).toBe(true);
     expect(auditRows(gw.dir).filter((r) => r['name'] === 'quick' && r['status'] === 'ok')).toEqual([]);
+  });
+});
+
+describe('subscriptions of several agents to one shared server', () => {
+  test("one agent's unsubscribe does not end another's subscription at the server", async () => {
+    const gw = await h.start({
+      config: httpConfig({ servers: [{ id: 'conf', ...fixture('conformance-server.js') }] }),
+    });
+    const updates = { a: 0, b: 0 };
+    const agent = (who: 'a' | 'b') =>
+      h.legacy(gw, ALICE_KEY, {
+        beforeConnect: (client) =>
+          client.setNotificationHandler(ResourceUpdatedNotificationSchema, () => {
+            updates[who]++;
+          }),
+      });
+    const a = await agent('a');
+    const b = await agent('b');
+    await waitFor(async () => ((await a.client.listResources()).resources.length > 0 ? true : undefined), 20_000, 'the resources');
+    await a.client.subscribeResource({ uri: 'test://watched-resource' });
+    await b.client.subscribeResource({ uri: 'test://watched-resource' });
+    // The fixture reports an update of a subscribed resource every 2 s.
+    await waitFor(() => (updates.a > 0 && updates.b > 0 ? true : undefined), 10_000, 'an update to both');
+    await a.client.unsubscribeResource({ uri: 'test://watched-resource' });
+    const seen = updates.b;
+    await waitFor(() => (updates.b > seen ? true : undefined), 10_000, 'another update to b after a unsubscribed');
+    // Both requests went through the pipeline and were recorded.
+    const rows = auditRows(gw.dir).filter((r) => r['method'] === 'resources/unsubscribe');
+    expect(rows.map((r) => r['status'])).toEqual(['ok']);
   });
 });
