@@ -25,6 +25,7 @@ import {
   validateHostHeader,
   validateOriginHeader,
   type AuthInfo,
+  type JSONRPCRequest,
   type McpHttpHandler,
 } from '@modelcontextprotocol/server';
 import { NodeStreamableHTTPServerTransport, toNodeHandler } from '@modelcontextprotocol/node';
@@ -70,6 +71,8 @@ export class HttpFront {
   /** Responses (not standing streams) being answered, and who waits for there to be none (flushed). */
   private answering = 0;
   private readonly whenAnswered: (() => void)[] = [];
+  /** Resource updates to publish at the end of this turn (see publishUpdate). */
+  private readonly updates = new Set<string>();
   private readonly resourceUrl: URL | undefined;
   private readonly unhook: () => void;
   private address = '';
@@ -286,6 +289,9 @@ export class HttpFront {
         extra: { session },
       };
       const request = Object.assign(req, { auth: authInfo });
+      // A 2026-07-28 listen for resource updates: subscribed through the pipeline first; what the
+      // caller may not have is left out of the listen the SDK serves.
+      if (isListenForResources(body)) body = await this.openListen(body, session, res);
       // Classified by the SDK from the parsed body and the headers: no second copy of the body.
       const probe = new Request(`http://localhost${MCP_PATH}`, { method: req.method ?? 'GET', headers: headerPairs(req.rawHeaders) });
       if (await isLegacyRequest(probe, body)) return await this.serveLegacy(request, res, body, session);
@@ -293,6 +299,25 @@ export class HttpFront {
     } finally {
       if (res.writableEnded) release();
     }
+  }
+
+  /** Subscribes a listen's resources for its caller; they end when its stream closes. */
+  private async openListen(body: ListenRequest, session: Session, res: ServerResponse): Promise<ListenRequest> {
+    const front = this.o.gateway.newFront(session, 'modern');
+    const kept = await front.listenOverHttp(body as unknown as JSONRPCRequest, (uri) => this.publishUpdate(uri));
+    res.once('close', () => void front.endListens());
+    const notifications = { ...body.params.notifications, resourceSubscriptions: kept };
+    return { ...body, params: { ...body.params, notifications } };
+  }
+
+  /** Publishes a resource update once to the listen streams that subscribed to it (fronts call it once each). */
+  private publishUpdate(uri: string): void {
+    if (this.updates.size === 0)
+      queueMicrotask(() => {
+        for (const u of this.updates) this.modern.notify.resourceUpdated(u);
+        this.updates.clear();
+      });
+    this.updates.add(uri);
   }
 
   private challenge(res: ServerResponse, error: OAuthError): void {
@@ -515,6 +540,28 @@ function grantedScopes(identity: Identity): string[] {
   if (typeof scope === 'string') return scope.split(' ').filter(Boolean);
   if (Array.isArray(scope)) return scope.filter((s): s is string => typeof s === 'string');
   return [];
+}
+
+interface ListenRequest {
+  readonly jsonrpc: '2.0';
+  readonly id: string | number;
+  readonly method: 'subscriptions/listen';
+  readonly params: { readonly notifications: { readonly resourceSubscriptions: readonly unknown[] } & Record<string, unknown> } & Record<
+    string,
+    unknown
+  >;
+}
+
+/** A single `subscriptions/listen` request that names resources. */
+function isListenForResources(body: unknown): body is ListenRequest {
+  const m = body as { method?: unknown; id?: unknown; params?: { notifications?: { resourceSubscriptions?: unknown } } } | null;
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    m.method === 'subscriptions/listen' &&
+    m.id !== undefined &&
+    Array.isArray(m.params?.notifications?.resourceSubscriptions)
+  );
 }
 
 function isInitialize(body: unknown): boolean {

@@ -93,6 +93,8 @@ export class Front implements HubFront {
   private firstCapabilities: ClientCapabilities | undefined;
   /** Open subscriptions/listen streams of a 2026-07-28 agent: the URIs each subscribed to. */
   private readonly listens = new Map<RequestId, { uris: string[]; agent: AgentInfo; envelope: Record<string, unknown> }>();
+  /** Where resource updates go for a 2026-07-28 agent's listen over HTTP (listenOverHttp). */
+  private publish: ((uri: string) => void) | undefined;
   /** The level of log messages the agent asked for. */
   logLevel: LoggingLevel | undefined;
   /** The URIs each child connection is subscribed to (see syncSubscriptions). */
@@ -203,6 +205,9 @@ export class Front implements HubFront {
   /** The hub calls this when a child's catalog or availability changed. */
   onCatalogChanged(child: ChildServer): void {
     if (!this.initialized) return;
+    // A listen over HTTP hears of list changes through the HTTP front; a restarted child is
+    // subscribed again here.
+    if (this.publish) return this.syncSubscriptions(child);
     // A child that became ready after the agent's logging/setLevel (lazy, slow, restarted) gets it now.
     this.syncSubscriptions(child);
     const notify = (p: Promise<void>) => p.catch((err) => this.log.debug(`list_changed: ${(err as Error).message}`));
@@ -262,6 +267,8 @@ export class Front implements HubFront {
             this.holdUntilDrained(child);
             return;
           }
+          // A listen over HTTP: published to the streams that subscribed to this URI (HttpFront).
+          if (this.publish) return this.publish(uri.uri);
           // Through the SDK's own send: on a 2026-07-28 connection it goes to the listen streams
           // that subscribed to this URI.
           void this.server.sendResourceUpdated(this.o.redactor.value(params) as { uri: string }).catch(() => {});
@@ -391,8 +398,9 @@ export class Front implements HubFront {
    * A listen stream of a 2026-07-28 agent opened: each resource it subscribes to is a
    * `resources/subscribe` through the pipeline (identity, policy, limits, audit), then at the child.
    */
-  private async openListen(id: RequestId, uris: readonly string[], agent: AgentInfo, envelope: Record<string, unknown>): Promise<void> {
+  private async openListen(id: RequestId, uris: readonly string[], agent: AgentInfo, envelope: Record<string, unknown>): Promise<string[]> {
     const kept: string[] = [];
+    const accepted: string[] = [];
     this.listens.set(id, { uris: kept, agent, envelope });
     for (const uri of uris) {
       try {
@@ -401,10 +409,37 @@ export class Front implements HubFront {
         await this.settled(ctx);
         this.keepSubscription(route.name, route.server === null ? undefined : this.o.registry.get(route.server));
         kept.push(route.name);
+        accepted.push(uri);
       } catch (err) {
         this.log.debug(`subscriptions/listen ${uri}: ${(err as Error).message}`);
       }
     }
+    return accepted;
+  }
+
+  /**
+   * A 2026-07-28 agent's `subscriptions/listen` over HTTP, on a front that lives as long as its
+   * stream: each resource it names is subscribed through the pipeline (identity, policy, limits,
+   * audit); resolves with the URIs it got (the HTTP front leaves the others out of the listen the
+   * SDK serves). Updates of them go to `publish`. `endListens` ends them when the stream closes.
+   */
+  async listenOverHttp(message: JSONRPCRequest, publish: (uri: string) => void): Promise<string[]> {
+    const params = (message.params ?? {}) as Record<string, unknown>;
+    const uris = (params['notifications'] as { resourceSubscriptions?: unknown } | undefined)?.resourceSubscriptions;
+    const envelope = Object.fromEntries(
+      Object.entries((params['_meta'] ?? {}) as Record<string, unknown>).filter(([k]) => ENVELOPE_KEYS.has(k)),
+    );
+    this.publish = publish;
+    this.initialized = true;
+    this.o.hub.add(this);
+    const wanted = Array.isArray(uris) ? uris.filter((u): u is string => typeof u === 'string') : [];
+    return this.openListen(message.id, wanted, this.agentOfEnvelope(envelope), envelope);
+  }
+
+  /** The stream of listenOverHttp closed: its subscriptions end (unless another agent wants them). */
+  async endListens(): Promise<void> {
+    for (const id of [...this.listens.keys()]) await this.closeListen(id);
+    this.o.hub.delete(this);
   }
 
   /** A listen stream ended: its subscriptions end too, at the children, through the pipeline. */
@@ -416,8 +451,10 @@ export class Front implements HubFront {
     for (const uri of listen.uris) {
       if (stillWanted.has(uri)) continue;
       try {
-        const route = await this.routeResource(uri);
+        let route = await this.routeResource(uri);
         if (route.server !== null) this.forgetSubscription(route.name, this.o.registry.get(route.server));
+        // Another agent still subscribed to it: the shared server keeps the subscription.
+        if (this.o.hub.subscribedElsewhere(route.name, this)) route = { ...route, run: async () => ({}) };
         await this.settled(await this.context('resources/unsubscribe', route, { uri }, quietExtra(listen.agent, listen.envelope)));
       } catch (err) {
         this.log.debug(`end of subscriptions/listen ${uri}: ${(err as Error).message}`);

@@ -449,3 +449,47 @@ describe('subscriptions of several agents to one shared server', () => {
     expect(rows.map((r) => r['status'])).toEqual(['ok']);
   });
 });
+
+describe('a 2026-07-28 agent listening for resource updates over HTTP', () => {
+  test('subscribed through the pipeline; updates reach only callers allowed the resource, and end with the stream', async () => {
+    const gw = await h.start({
+      config: httpConfig({
+        servers: [{ id: 'conf', ...fixture('conformance-server.js') }],
+        policies: [
+          ADMIN,
+          { id: 'reader', roles: ['reader'], rules: [{ resource: 'test://watched-resource', action: 'deny' }, { action: 'allow' }] },
+        ],
+      }),
+    });
+    const alice = await h.modern(gw, ALICE_KEY);
+    const rita = await h.modern(gw, RITA_KEY);
+    await waitFor(async () => ((await alice.listResources()).resources.length > 0 ? true : undefined), 20_000, 'the resources');
+    const updated = { alice: 0, rita: 0 };
+    alice.setNotificationHandler('notifications/resources/updated', async () => {
+      updated.alice++;
+    });
+    rita.setNotificationHandler('notifications/resources/updated', async () => {
+      updated.rita++;
+    });
+    const ritaListen = await rita.listen({ resourceSubscriptions: ['test://watched-resource'] });
+    const aliceListen = await alice.listen({ resourceSubscriptions: ['test://watched-resource'] });
+    // The fixture reports an update of a subscribed resource every 2 s.
+    await waitFor(() => (updated.alice >= 2 ? true : undefined), 15_000, 'updates to alice');
+    expect(updated.rita).toBe(0);
+    expect(ritaListen.honoredFilter.resourceSubscriptions ?? []).toEqual([]);
+    const rows = auditRows(gw.dir).filter((r) => r['method'] === 'resources/subscribe');
+    expect(rows.map((r) => [r['consumer_id'], r['status']])).toEqual(
+      expect.arrayContaining([
+        ['alice', 'ok'],
+        ['rita', 'denied'],
+      ]),
+    );
+    // The stream ends: so does the subscription at the server (recorded).
+    await aliceListen.close();
+    await waitFor(
+      () => (auditRows(gw.dir).some((r) => r['method'] === 'resources/unsubscribe' && r['consumer_id'] === 'alice') ? true : undefined),
+      10_000,
+      'the unsubscribe',
+    );
+  });
+});
