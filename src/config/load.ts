@@ -216,6 +216,9 @@ function resolvePaths(config: GatewayConfig, dir: string): GatewayConfig {
     ...config,
     database: config.database === ':memory:' ? config.database : resolve(config.database),
     servers: config.servers.map((s) => ({ ...s, cwd: resolve(s.cwd ?? '.') })),
+    ...(config.http?.tls
+      ? { http: { ...config.http, tls: { cert: resolve(config.http.tls.cert), key: resolve(config.http.tls.key) } } }
+      : {}),
     auth: {
       ...config.auth,
       jwt: jwt?.publicKey !== undefined && !jwt.publicKey.includes('-----BEGIN') ? { ...jwt, publicKey: resolve(jwt.publicKey) } : jwt,

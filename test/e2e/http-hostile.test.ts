@@ -469,6 +469,21 @@ describe('resource limits', () => {
     expect((await raw(`${gw.base}/healthz`)).status).toBe(200);
   });
 
+  test('X-Forwarded-For names the client only with http.trustProxy, and then only its last hop', async () => {
+    // Without trustProxy the header is ignored: every request counts against the socket's address.
+    const plain = await h.start({ config: hostileConfig({ unauthenticatedPerMinute: 3 }) });
+    for (let i = 0; i < 3; i++)
+      expect((await postMcp(plain, undefined, TOOLS_LIST, { 'x-forwarded-for': `10.0.0.${i}` })).status).toBe(401);
+    expect((await postMcp(plain, undefined, TOOLS_LIST, { 'x-forwarded-for': '10.0.0.99' })).status).toBe(429);
+    // With trustProxy the proxy's hop (the last) names the client: each has its own window, and a
+    // client cannot pick another by sending hops of its own before it.
+    const proxied = await h.start({ config: hostileConfig({ unauthenticatedPerMinute: 3, trustProxy: true }) });
+    for (let i = 0; i < 3; i++) expect((await postMcp(proxied, undefined, TOOLS_LIST, { 'x-forwarded-for': '10.0.0.1' })).status).toBe(401);
+    expect((await postMcp(proxied, undefined, TOOLS_LIST, { 'x-forwarded-for': '10.0.0.1' })).status).toBe(429);
+    expect((await postMcp(proxied, undefined, TOOLS_LIST, { 'x-forwarded-for': '6.6.6.6, 10.0.0.1' })).status).toBe(429);
+    expect((await postMcp(proxied, undefined, TOOLS_LIST, { 'x-forwarded-for': '10.0.0.2' })).status).toBe(401);
+  });
+
   test('1,000 abandoned legacy sessions: memory per session, and all reaped after idleMs', async () => {
     const idleMs = 2_000;
     const gw = await h.start({

@@ -7,13 +7,18 @@
  * metadata routes; and SIGTERM with calls in flight.
  */
 import { CreateMessageRequestSchema, ElicitRequestSchema, ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { call, errorCode, fixture, textOf, toolNames, waitFor, waitListed, type Obj } from '../helpers/gateway.js';
+import { call, errorCode, fixture, tempDir, textOf, toolNames, waitFor, waitListed, type Obj } from '../helpers/gateway.js';
 import {
   HttpHarness,
   freePort,
   inSession,
   initializeBody,
+  mcpHeaders,
   metric,
   postMcp,
   raw,
@@ -491,5 +496,57 @@ describe('a 2026-07-28 agent listening for resource updates over HTTP', () => {
       10_000,
       'the unsubscribe',
     );
+  });
+});
+
+describe('TLS (http.tls)', () => {
+  test('serves HTTPS with the certificate and key the config names (paths relative to the config file)', async () => {
+    const dir = tempDir('mcpgw-tls-');
+    mkdirSync(path.join(dir, 'tls'));
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+        '-keyout',
+        path.join(dir, 'tls/key.pem'),
+        '-out',
+        path.join(dir, 'tls/cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
+    // Started elsewhere: the paths are the config file's, not the working folder's.
+    const gw = await h.start({
+      dir,
+      cwd: tempDir('mcpgw-cwd-'),
+      config: httpConfig({ http: { tls: { cert: 'tls/cert.pem', key: 'tls/key.pem' } } }),
+    });
+    expect(gw.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/mcp$/);
+    const ca = readFileSync(path.join(dir, 'tls/cert.pem'));
+    const answer = await new Promise<{ status: number; session: unknown }>((resolve, reject) => {
+      const req = httpsRequest(gw.url, { method: 'POST', ca, headers: mcpHeaders(ALICE_KEY) }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, session: res.headers['mcp-session-id'] }));
+      });
+      req.on('error', reject);
+      req.end(initializeBody());
+    });
+    expect(answer.status).toBe(200);
+    expect(typeof answer.session).toBe('string');
+    // Plain HTTP to the TLS port gets no MCP answer.
+    const plain = await raw(`http://127.0.0.1:${new URL(gw.url).port}/healthz`).then(
+      (r) => r.status,
+      (err: NodeJS.ErrnoException) => err.code ?? 'error',
+    );
+    expect(plain).not.toBe(200);
   });
 });

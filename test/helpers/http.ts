@@ -46,6 +46,8 @@ export interface StartHttpOptions {
   /** `serve --http` argument (default 127.0.0.1:0). */
   readonly listen?: string;
   readonly dir?: string;
+  /** The working folder of the process (default: the config's folder). */
+  readonly cwd?: string;
   readonly env?: Record<string, string>;
   /** MCP_GATEWAY_LOG_LEVEL (default info: 1,000 sessions at debug would be a lot of stderr). */
   readonly logLevel?: 'debug' | 'info' | 'warn';
@@ -89,7 +91,7 @@ export async function startHttpGateway(options: StartHttpOptions): Promise<HttpG
   const configFile = writeConfig(dir, options.config);
   const listen = options.listen ?? '127.0.0.1:0';
   const proc = spawn(process.execPath, [BIN, 'serve', '--http', listen, '--config', configFile], {
-    cwd: dir,
+    cwd: options.cwd ?? dir,
     env: {
       PATH: process.env['PATH'] ?? '',
       HOME: process.env['HOME'] ?? dir,
