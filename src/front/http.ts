@@ -128,6 +128,11 @@ export class HttpFront {
   static async start(o: HttpFrontOptions): Promise<{ front: HttpFront; address: string }> {
     const front = new HttpFront(o);
     front.address = await listenOn(front.server, o.listen);
+    // Fail closed, but say so: off loopback only the names the config gives are accepted.
+    if (front.hosts.length === 0)
+      o.log.warn(
+        `listening on ${front.address}, not a loopback address, with no http.allowedHosts (or publicUrl): every request is refused (403) until they name the host agents use`,
+      );
     return { front, address: front.address };
   }
 

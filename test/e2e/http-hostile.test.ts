@@ -350,6 +350,13 @@ describe('anonymous callers (auth.anonymous: true)', () => {
 });
 
 describe('DNS rebinding and cross-site requests', () => {
+  test('bound off loopback with no allowedHosts: every MCP request is refused (403), and the log says why', async () => {
+    const gw = await h.start({ config: hostileConfig(), listen: '0.0.0.0:0' });
+    const res = await postMcp(gw, ALICE_KEY, initializeBody(), { host: `127.0.0.1:${gw.port}` });
+    expect(res.status).toBe(403);
+    expect(gw.stderr()).toMatch(/no http\.allowedHosts/);
+  });
+
   test('a foreign Host is 403; a foreign Origin is 403; a localhost Origin passes on a loopback gateway', async () => {
     const gw = await h.start({ config: hostileConfig() });
     const post = (headers: Record<string, string>) => postMcp(gw, ALICE_KEY, initializeBody(), headers);
