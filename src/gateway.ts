@@ -25,7 +25,8 @@ import { RequestStates } from './pipeline/request-state.js';
 import { settle } from './pipeline/settle.js';
 import { PolicyEngine } from './policy/index.js';
 import { authorize } from './policy/stage.js';
-import { RateLimiter } from './ratelimit/limiter.js';
+import { RateLimiter, type Limiter } from './ratelimit/limiter.js';
+import { RedisRateLimiter } from './ratelimit/redis.js';
 import { throttle } from './ratelimit/stage.js';
 import { forward } from './registry/forward.js';
 import { Registry } from './registry/registry.js';
@@ -198,6 +199,10 @@ export function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' 
         })
       : null;
     if (metrics) recorder.onCommit = (seconds) => metrics.observeCommit(seconds);
+    const limiter: Limiter =
+      config.rateLimit.store === 'redis' && config.redis
+        ? new RedisRateLimiter(config.rateLimit, config.redis, logger.scoped('ratelimit'))
+        : new RateLimiter(config.rateLimit);
     const stages: Stage<CallContext>[] = [];
     if (metrics) stages.push(metrics.stage());
     if (config.audit.enabled) stages.push(audit({ recorder, config: config.audit, redactor, log: logger.scoped('audit') }));
@@ -206,7 +211,7 @@ export function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' 
       settle(logger),
       identify(),
       authorize(policy, (server, name) => registry.exposedName(server, name)),
-      throttle(new RateLimiter(config.rateLimit)),
+      throttle(limiter),
       forward({
         registry,
         validator,
@@ -274,6 +279,7 @@ export function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' 
           await new Promise((resolve) => setImmediate(resolve));
           recorder.close();
           db.close();
+          await limiter.close?.();
         })()),
     };
   } catch (err) {

@@ -267,6 +267,13 @@ const rateLimitSchema = z
     defaultPerMinute: num(z.number().positive()).default(60),
     burst: num(z.number().min(1, 'must be at least 1 (a bucket smaller than one call admits nothing)')).optional(),
     rules: z.array(rateRuleSchema).default([]),
+    /**
+     * memory: buckets in this process. redis: buckets in Redis (`redis.url`), one atomic script on
+     * the server's clock, exact across replicas.
+     */
+    store: z.enum(['memory', 'redis']).default('memory'),
+    /** Redis unreachable: refuse the request (closed, the default) or let it through (open). */
+    onStoreError: z.enum(['closed', 'open']).default('closed'),
   })
   .prefault({});
 
@@ -406,6 +413,16 @@ export const configSchema = z
       )
       .optional(),
     http: httpSchema.optional(),
+    /** Redis, for rateLimit.store: redis. */
+    redis: z
+      .strictObject({
+        url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+        /** Prefix of every key the gateway writes (several deployments can share one Redis). */
+        keyPrefix: z.string().default('mcp-gateway:'),
+        /** How long a bucket check may take before the store counts as unreachable. */
+        timeoutMs: int(10, 60_000).default(1_000),
+      })
+      .optional(),
     log: z
       .strictObject({
         /** MCP_GATEWAY_LOG_LEVEL, when set, wins. */
@@ -445,6 +462,8 @@ export const configSchema = z
       c.policies.map((p) => p.id),
       ['policies'],
     );
+    if (c.rateLimit.store === 'redis' && !c.redis)
+      ctx.addIssue({ code: 'custom', path: ['rateLimit', 'store'], message: 'store: redis needs redis.url' });
     dup(
       c.auth.apiKeys.static.map((k) => k.id),
       ['auth', 'apiKeys', 'static'],

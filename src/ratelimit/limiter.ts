@@ -9,7 +9,25 @@ import type { Identity } from '../identity/identity.js';
 import type { Target } from '../policy/types.js';
 import { TokenBucket } from './bucket.js';
 
-export type Admission = { readonly ok: true } | { readonly ok: false; readonly retryAfterMs: number; readonly bucket: string };
+/** Admitted, or refused with when to retry and the bucket that refused. */
+export type BucketAdmission = { readonly ok: true } | { readonly ok: false; readonly retryAfterMs: number; readonly bucket: string };
+
+/** Also: the store of the buckets (Redis) could not be asked; `rateLimit.onStoreError` decided to refuse. */
+export type Admission = BucketAdmission | { readonly ok: false; readonly storeError: string };
+
+/** A bucket a request draws from: its id and size. */
+export interface BucketSpec {
+  readonly id: string;
+  readonly perMinute: number;
+  readonly burst: number;
+}
+
+/** What the throttle stage asks: the memory limiter below, or the Redis one (redis.ts). */
+export interface Limiter {
+  readonly enabled: boolean;
+  admit(identity: Identity, target: Target, keyLimit: KeyLimit | null): Admission | Promise<Admission>;
+  close?(): Promise<void>;
+}
 
 export interface KeyLimit {
   readonly perMinute: number;
@@ -29,15 +47,11 @@ interface CompiledRule {
 /** Sweep full buckets (which carry no state) every this many requests, so memory stays bounded. */
 const SWEEP_EVERY = 10_000;
 
-export class RateLimiter {
-  private readonly buckets = new Map<string, TokenBucket>();
+/** The buckets a request matches (design §5), whatever store holds them. */
+export class BucketPlan {
   private readonly rules: readonly CompiledRule[];
-  private requests = 0;
 
-  constructor(
-    private readonly config: RateLimitConfig,
-    private readonly now: () => number = () => performance.now(),
-  ) {
+  constructor(private readonly config: RateLimitConfig) {
     const glob = (g: string | undefined) => (g === undefined ? null : compileGlob(g));
     this.rules = config.rules.map((r, index) => ({
       index,
@@ -50,31 +64,48 @@ export class RateLimiter {
     }));
   }
 
-  get enabled(): boolean {
-    return this.config.enabled;
-  }
-
-  /** Admits the request (taking one token from each matching bucket) or says when to retry. */
-  admit(identity: Identity, target: Target, keyLimit: KeyLimit | null): Admission {
-    if (!this.config.enabled) return { ok: true };
-    const now = this.now();
-    if (++this.requests % SWEEP_EVERY === 0) this.sweep(now);
-
-    const matched: [string, TokenBucket][] = [];
+  /** The caller's own bucket, then one per matching rule. A bucket holds at least one call. */
+  match(identity: Identity, target: Target, keyLimit: KeyLimit | null): BucketSpec[] {
     const perMinute = keyLimit?.perMinute ?? this.config.defaultPerMinute;
     const burst = keyLimit?.burst ?? (keyLimit ? keyLimit.perMinute : (this.config.burst ?? perMinute));
     const own = keyLimit && identity.keyId ? `key:${identity.keyId}` : `consumer:${identity.consumerId}`;
-    matched.push([own, this.bucket(own, perMinute, burst, now)]);
-
+    // A call takes a whole token: a bucket smaller than one would refuse every call forever while
+    // promising a retry (`burst: 0.5` passes the schema's "positive").
+    const specs: BucketSpec[] = [{ id: own, perMinute, burst: Math.max(1, burst) }];
     for (const rule of this.rules) {
       if (rule.server && !rule.server(target.server)) continue;
       if (rule.tool && (target.kind !== 'tool' || !rule.tool(target.name))) continue;
       if (rule.roles && !identity.roles.some((r) => rule.roles!.has(r))) continue;
       const scope =
         rule.per === 'global' ? '*' : rule.per === 'key' && identity.keyId ? `key:${identity.keyId}` : `consumer:${identity.consumerId}`;
-      const id = `rule${rule.index}:${scope}`;
-      matched.push([id, this.bucket(id, rule.perMinute, rule.burst, now)]);
+      specs.push({ id: `rule${rule.index}:${scope}`, perMinute: rule.perMinute, burst: Math.max(1, rule.burst) });
     }
+    return specs;
+  }
+}
+
+export class RateLimiter implements Limiter {
+  private readonly buckets = new Map<string, TokenBucket>();
+  private readonly plan: BucketPlan;
+  private requests = 0;
+
+  constructor(
+    private readonly config: RateLimitConfig,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.plan = new BucketPlan(config);
+  }
+
+  get enabled(): boolean {
+    return this.config.enabled;
+  }
+
+  /** Admits the request (taking one token from each matching bucket) or says when to retry. */
+  admit(identity: Identity, target: Target, keyLimit: KeyLimit | null): BucketAdmission {
+    if (!this.config.enabled) return { ok: true };
+    const now = this.now();
+    if (++this.requests % SWEEP_EVERY === 0) this.sweep(now);
+    const matched = this.plan.match(identity, target, keyLimit).map((b) => [b.id, this.bucket(b.id, b.perMinute, b.burst, now)] as const);
 
     let refusal: { retryAfterMs: number; bucket: string } | null = null;
     for (const [id, bucket] of matched) {
@@ -86,10 +117,7 @@ export class RateLimiter {
     return { ok: true };
   }
 
-  private bucket(id: string, perMinute: number, configuredBurst: number, now: number): TokenBucket {
-    // A call takes a whole token: a bucket smaller than one would refuse every call forever while
-    // promising a retry (`burst: 0.5` passes the schema's "positive").
-    const burst = Math.max(1, configuredBurst);
+  private bucket(id: string, perMinute: number, burst: number, now: number): TokenBucket {
     let bucket = this.buckets.get(id);
     if (!bucket || bucket.perMinute !== perMinute || bucket.burst !== burst) {
       bucket = new TokenBucket(perMinute, burst, now);

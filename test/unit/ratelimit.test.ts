@@ -8,7 +8,7 @@ import { configSchema, type RateLimitConfig } from '../../src/config/schema.js';
 import type { Identity } from '../../src/identity/identity.js';
 import type { Target } from '../../src/policy/types.js';
 import { TokenBucket } from '../../src/ratelimit/bucket.js';
-import { RateLimiter, type Admission } from '../../src/ratelimit/limiter.js';
+import { RateLimiter, type BucketAdmission } from '../../src/ratelimit/limiter.js';
 
 function rateConfig(rateLimit: Record<string, unknown>): RateLimitConfig {
   return configSchema.parse({ rateLimit }).rateLimit;
@@ -40,7 +40,7 @@ function admitMany(
   return ok;
 }
 
-function refused(a: Admission): { retryAfterMs: number; bucket: string } {
+function refused(a: BucketAdmission): { retryAfterMs: number; bucket: string } {
   expect(a.ok).toBe(false);
   if (a.ok) throw new Error('admitted');
   return a;
