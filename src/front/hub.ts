@@ -251,7 +251,7 @@ export class FrontHub {
     let level: LoggingLevel | undefined;
     for (const front of this.fronts) {
       const l = front.logLevel;
-      if (l !== undefined && (level === undefined || LEVELS.indexOf(l) < LEVELS.indexOf(level))) level = l;
+      if (l !== undefined && (level === undefined || LOG_LEVELS.indexOf(l) < LOG_LEVELS.indexOf(level))) level = l;
     }
     const caps = child.serverCapabilities;
     // A 2026-07-28 child has no logging/setLevel: the level goes with each request instead.
@@ -267,4 +267,5 @@ export class FrontHub {
   }
 }
 
-const LEVELS: readonly LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+/** MCP log levels, least severe first (also what the front checks logging/setLevel against). */
+export const LOG_LEVELS: readonly LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];

@@ -29,7 +29,7 @@ import { CallContext, type AgentInfo, type CallKind, type CallRequest, type Resu
 import type { Target } from '../policy/types.js';
 import { compileGlob } from '../config/glob.js';
 import { normalizeResourceUri } from '../policy/uri.js';
-import type { FrontHub, HubFront } from './hub.js';
+import { LOG_LEVELS, type FrontHub, type HubFront } from './hub.js';
 import {
   INPUT_CAPABILITY,
   relayedCapabilities,
@@ -70,8 +70,6 @@ export interface FrontOptions {
   readonly logger: Logger;
   readonly serverInfo: { name: string; version: string };
 }
-
-const LOG_LEVELS: readonly LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
 
 /** A request handler of the front: the request's params (an object) and what it may do meanwhile. */
 type Handler = (params: Record<string, unknown>, extra: HandlerExtra) => Promise<unknown>;
