@@ -4,7 +4,6 @@
  */
 import type { Transport } from '@modelcontextprotocol/server';
 import { audit } from './audit/stage.js';
-import { AuditStore } from './audit/store.js';
 import { ConfigError, type LoadedConfig } from './config/load.js';
 import { JwtVerifier } from './identity/jwt.js';
 import { Front } from './front/server.js';
@@ -17,7 +16,6 @@ import { Session } from './identity/session.js';
 import { identify } from './identity/stage.js';
 import type { Logger } from './log.js';
 import { meter } from './metering/stage.js';
-import { UsageStore } from './metering/store.js';
 import { compose, type Stage } from './pipeline/compose.js';
 import type { CallContext, SessionRef } from './pipeline/context.js';
 import { InputFlows } from './pipeline/flows.js';
@@ -34,12 +32,11 @@ import { Reaper } from './registry/reaper.js';
 import { ArgumentValidator } from './registry/validate.js';
 import { gatewaySecrets } from './secrets/secrets.js';
 import { Redactor } from './secrets/redactor.js';
-import { openDatabase, type Db } from './store/db.js';
 import { Metrics } from './ops/metrics.js';
 import type { Readiness } from './ops/listener.js';
-import { KeyStore } from './store/keys.js';
-import { CatalogStore } from './store/catalog.js';
-import { Recorder } from './store/recorder.js';
+import type { KeyStore } from './store/keys.js';
+import { openStore, type Store } from './store/store.js';
+import { urlPassword } from './store/pg.js';
 import { VERSION } from './version.js';
 
 export interface GatewayOptions {
@@ -57,11 +54,9 @@ export interface GatewayOptions {
 
 /** What the audit and usage tools get to work with. */
 export interface ExtraToolDeps {
-  readonly db: Db;
-  readonly audits: AuditStore | null;
-  readonly usage: UsageStore;
+  readonly store: Store;
   /** Writes the usage counters held in memory (call before reading usage). */
-  readonly flushUsage: () => void;
+  readonly flushUsage: () => void | Promise<void>;
   /** The audit chain's HMAC key, when the config sets one. */
   readonly hmacKey: Buffer | null;
 }
@@ -71,13 +66,15 @@ export interface Gateway {
   readonly front: Front;
   readonly hub: FrontHub;
   readonly registry: Registry;
-  readonly db: Db;
+  readonly store: Store;
   readonly keys: KeyStore;
   readonly jwtVerifier: JwtVerifier | undefined;
   readonly redactor: Redactor;
   /** The stdio agent's session: resolves once its credential is verified, rejects with AuthError. */
   readonly session: Promise<Session>;
   readonly config: LoadedConfig['config'];
+  /** The sealed states of input-required calls (the HTTP front names this replica in them). */
+  readonly requestStates: RequestStates;
   /** A front for one HTTP agent: a 2025-era session, or one 2026-07-28 request. */
   newFront(session: SessionRef, era: 'legacy' | 'modern'): Front;
   /** Prometheus metrics, when the config asks for them (`metrics`). */
@@ -95,11 +92,11 @@ export interface Gateway {
  * reason when it cannot run; the caller's credential is verified meanwhile (`session`), so the
  * agent's `initialize` is answered at once.
  */
-export function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' }: GatewayOptions): Gateway {
+export async function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' }: GatewayOptions): Promise<Gateway> {
   const { config } = loaded;
   const secrets = gatewaySecrets(config, env);
   // The credential is redacted from the first line on, before it is even verified.
-  const redactor = new Redactor([...secrets.values, ...credentialSecret(env)]);
+  const redactor = new Redactor([...secrets.values, ...credentialSecret(env), ...urlPassword(config.database)]);
   logger.setRedactor?.(redactor);
 
   // Built now, so an unusable public key stops the start with a config error, whatever the credential.
@@ -109,9 +106,9 @@ export function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' 
   } catch (err) {
     throw new ConfigError(loaded.file, 'auth.jwt.publicKey', (err as Error).message);
   }
-  const db = openDatabase(config.database, { maxBytes: config.limits.maxDatabaseBytes });
+  const store = await openStore(config.database, { maxBytes: config.limits.maxDatabaseBytes });
   try {
-    const keys = new KeyStore(db);
+    const keys = store.keys;
     const session = (
       mode === 'stdio'
         ? authenticate(config, keys, env, jwtVerifier)
@@ -128,22 +125,18 @@ export function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' 
 
     const policy = new PolicyEngine(config.policies);
     const validator = new ArgumentValidator(logger.scoped('validate'));
-    const usage = new UsageStore(db);
-    let audits: AuditStore | null = null;
-    if (config.audit.enabled) {
-      audits = new AuditStore(db, { hashChain: config.audit.hashChain, hmacKey: secrets.hmacKey });
-      audits.checkMode();
-    }
-    const recorder = new Recorder(db, audits, config.metering.enabled ? usage : null, logger.scoped('store'));
-    recorder.prepare();
+    const chain = config.audit.enabled ? { hashChain: config.audit.hashChain, hmacKey: secrets.hmacKey } : null;
+    if (chain) await store.checkChainMode(chain);
+    const recorder = store.recorder(chain, config.metering.enabled, logger.scoped('store'));
 
     // Calls waiting for the agent's input across protocol eras (registry/input.ts).
-    const input = { flows: new InputFlows(), states: new RequestStates() };
+    // The key is the store's, so every replica on it can open the states another issued.
+    const input = { flows: new InputFlows(), states: new RequestStates(undefined, await store.sharedSecret('request-state')) };
     const hub = new FrontHub(input.flows, logger.scoped('front'), redactor, mode === 'stdio');
     const reaper = Reaper.start(logger.scoped('reaper'));
     const registry = new Registry(config, {
       groups: reaper ?? undefined,
-      catalogCache: new CatalogStore(db),
+      catalogCache: await store.catalog(logger.scoped('store')),
       logger,
       redactor,
       clientInfo: { name: 'mcp-gateway', version: VERSION },
@@ -157,9 +150,7 @@ export function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' 
       },
     });
 
-    const tools = gatewayToolIndex(
-      extraTools?.({ db, audits, usage, flushUsage: () => recorder.flush(true), hmacKey: secrets.hmacKey }) ?? [],
-    );
+    const tools = gatewayToolIndex(extraTools?.({ store, flushUsage: () => recorder.flush(true), hmacKey: secrets.hmacKey }) ?? []);
     const expose = config.naming.expose;
     const toolContext: GatewayToolContext = {
       registry,
@@ -247,12 +238,13 @@ export function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' 
       front,
       hub,
       registry,
-      db,
+      store,
       keys,
       jwtVerifier,
       redactor,
       session,
       newFront,
+      requestStates: input.states,
       config,
       metrics,
       readiness: () => {
@@ -277,13 +269,13 @@ export function createGateway({ loaded, env, logger, extraTools, mode = 'stdio' 
           reaper?.close();
           // Let requests failed by the stop settle and queue their records, then commit them.
           await new Promise((resolve) => setImmediate(resolve));
-          recorder.close();
-          db.close();
+          await recorder.close();
+          await store.close();
           await limiter.close?.();
         })()),
     };
   } catch (err) {
-    db.close();
+    await store.close();
     throw err;
   }
 }

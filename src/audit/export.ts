@@ -6,7 +6,7 @@
  */
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import type { Db } from '../store/db.js';
+import type { Reader } from '../store/sql.js';
 import type { AuditRow } from './chain.js';
 import { rangeWhere, type TimeRange } from './query.js';
 
@@ -49,12 +49,11 @@ const CHUNK_CHARS = 64 * 1024;
  * ends, fields with a comma, quote, CR or LF quoted, quotes doubled; NULL is an empty field).
  * Rejects when the writable fails (the cursor is closed either way).
  */
-export async function exportAudit(db: Db, format: ExportFormat, out: Writable, range: TimeRange = {}): Promise<number> {
+export async function exportAudit(db: Reader, format: ExportFormat, out: Writable, range: TimeRange = {}): Promise<number> {
   const line = format === 'csv' ? csvLine : jsonLine;
-  const { where, params } = rangeWhere(db, range);
-  const rows = db
-    .prepare(`SELECT * FROM audit_log WHERE ${where.join(' AND ')} ORDER BY seq`)
-    .iterate(params) as IterableIterator<AuditRow>;
+  const { where, params } = await rangeWhere(db, range);
+  // The columns named, in one order on both engines (PostgreSQL's table has method and meta earlier).
+  const rows = db.iterate<AuditRow>(`SELECT ${AUDIT_COLUMNS.join(', ')} FROM audit_log WHERE ${where.join(' AND ')} ORDER BY seq`, params);
 
   let count = 0;
   let chunk = format === 'csv' ? `${AUDIT_COLUMNS.join(',')}\r\n` : '';
@@ -64,7 +63,7 @@ export async function exportAudit(db: Db, format: ExportFormat, out: Writable, r
     if (text && !out.write(text)) await drained(out);
   };
   // Leaving this loop early (a write error) closes the cursor, freeing the connection.
-  for (const row of rows) {
+  for await (const row of rows) {
     chunk += line(row);
     count++;
     if (chunk.length >= CHUNK_CHARS) await flush();

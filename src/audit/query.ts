@@ -8,7 +8,7 @@
  * finds the first row that can be inside `since`, and SQLite scans backwards from the newest row
  * and stops at `limit`.
  */
-import type { Db } from '../store/db.js';
+import type { Reader } from '../store/sql.js';
 import type { AuditStatus } from '../errors.js';
 import type { AuditRow } from './chain.js';
 
@@ -49,10 +49,10 @@ export interface AuditFilters extends TimeRange {
 }
 
 /** The rows matching every filter, newest first, at most `limit`. */
-export function auditLog(db: Db, filters: AuditFilters): AuditRow[] {
+export async function auditLog(db: Reader, filters: AuditFilters): Promise<AuditRow[]> {
   const limit = filters.limit ?? DEFAULT_LIMIT;
   if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, not ${limit}`);
-  const { where, params } = rangeWhere(db, filters);
+  const { where, params } = await rangeWhere(db, filters);
   const eq = { consumer: 'consumer_id', server: 'server', tool: 'name', status: 'status' } as const;
   for (const [field, column] of Object.entries(eq) as [keyof typeof eq, string][]) {
     const value = filters[field];
@@ -61,7 +61,7 @@ export function auditLog(db: Db, filters: AuditFilters): AuditRow[] {
     params[field] = value;
   }
   params['limit'] = limit;
-  return db.prepare(`SELECT * FROM audit_log WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`).all(params) as AuditRow[];
+  return db.all<AuditRow>(`SELECT * FROM audit_log WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`, params);
 }
 
 /** What `audit stats` reports over a time range. */
@@ -85,15 +85,14 @@ export interface AuditStats {
  * Counts by status, server and consumer, and latency percentiles, over a time range. Two scans of
  * the range in SQLite; JavaScript sees only the groups and one row per distinct latency.
  */
-export function auditStats(db: Db, range: TimeRange): AuditStats {
-  const { where, params } = rangeWhere(db, range);
+export async function auditStats(db: Reader, range: TimeRange): Promise<AuditStats> {
+  const { where, params } = await rangeWhere(db, range);
   const clause = where.join(' AND ');
-  const groups = db
-    .prepare(
-      `SELECT status, server, consumer_id, count(*) AS n, sum(latency_ms) AS sum, max(latency_ms) AS max
-       FROM audit_log WHERE ${clause} GROUP BY status, server, consumer_id`,
-    )
-    .all(params) as { status: string; server: string | null; consumer_id: string | null; n: number; sum: number; max: number }[];
+  const groups = await db.all<{ status: string; server: string | null; consumer_id: string | null; n: number; sum: number; max: number }>(
+    `SELECT status, server, consumer_id, count(*) AS n, sum(latency_ms) AS sum, max(latency_ms) AS max
+     FROM audit_log WHERE ${clause} GROUP BY status, server, consumer_id`,
+    params,
+  );
 
   const byStatus = new Map<string, number>();
   const byServer = new Map<string | null, number>();
@@ -116,10 +115,11 @@ export function auditStats(db: Db, range: TimeRange): AuditStats {
   if (total > 0) {
     let seen = 0;
     let i = 0;
-    const histogram = db
-      .prepare(`SELECT latency_ms AS v, count(*) AS n FROM audit_log WHERE ${clause} GROUP BY latency_ms ORDER BY latency_ms`)
-      .iterate(params) as IterableIterator<{ v: number; n: number }>;
-    for (const { v, n } of histogram) {
+    const histogram = db.iterate<{ v: number; n: number }>(
+      `SELECT latency_ms AS v, count(*) AS n FROM audit_log WHERE ${clause} GROUP BY latency_ms ORDER BY latency_ms`,
+      params,
+    );
+    for await (const { v, n } of histogram) {
       seen += n;
       while (i < ranks.length && seen >= ranks[i]!) found[i++] = v;
       if (i === ranks.length) break;
@@ -145,19 +145,19 @@ export function auditStats(db: Db, range: TimeRange): AuditStats {
  * The WHERE terms (and named parameters) for a time range: a seq bound from `seqFloor` so the scan
  * starts near `since`, plus the exact ts comparisons. Always at least one term.
  */
-export function rangeWhere(db: Db, range: TimeRange): { where: string[]; params: Record<string, string | number> } {
+export async function rangeWhere(db: Reader, range: TimeRange): Promise<{ where: string[]; params: Record<string, string | number> }> {
   const where: string[] = [];
   const params: Record<string, string | number> = {};
   if (range.since !== undefined) {
     where.push('seq >= @fromSeq', 'ts >= @since');
-    params['fromSeq'] = seqFloor(db, range.since);
+    params['fromSeq'] = await seqFloor(db, range.since);
     params['since'] = range.since;
   }
   if (range.until !== undefined) {
     where.push('ts < @until');
     params['until'] = range.until;
   }
-  if (where.length === 0) where.push('1');
+  if (where.length === 0) where.push('TRUE');
   return { where, params };
 }
 
@@ -167,19 +167,23 @@ export function rangeWhere(db: Db, range: TimeRange): { where: string[]; params:
  * `since`. An until bound has no such shortcut (a long request appended late can start early), so
  * `until` filters without cutting the scan.
  */
-export function seqFloor(db: Db, since: string): number {
-  const bounds = db.prepare<[], { lo: number | null; hi: number | null }>('SELECT min(seq) AS lo, max(seq) AS hi FROM audit_log').get();
+export async function seqFloor(db: Reader, since: string): Promise<number> {
+  const bounds = await db.get<{ lo: number | null; hi: number | null }>('SELECT min(seq) AS lo, max(seq) AS hi FROM audit_log');
   if (!bounds || bounds.lo === null || bounds.hi === null) return 0;
-  const probe = db.prepare<[number], { seq: number; ts: string; latency_ms: number }>(
-    'SELECT seq, ts, latency_ms FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT 1',
-  );
+  const probe = (seq: number) =>
+    db.get<{ seq: number; ts: string; latency_ms: number }>(
+      'SELECT seq, ts, latency_ms FROM audit_log WHERE seq >= @seq ORDER BY seq LIMIT 1',
+      {
+        seq,
+      },
+    );
   const limit = Date.parse(since) - SKEW_MS;
   if (Number.isNaN(limit)) return bounds.lo;
   let lo = bounds.lo;
   let hi = bounds.hi + 1;
   while (lo < hi) {
     const mid = lo + Math.floor((hi - lo) / 2);
-    const row = probe.get(mid);
+    const row = await probe(mid);
     if (!row) break;
     // A row whose ts does not parse (tampered) counts as "maybe inside": the search moves left.
     if (Date.parse(row.ts) + row.latency_ms < limit) lo = row.seq + 1;

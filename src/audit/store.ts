@@ -4,6 +4,7 @@
  * gateway processes sharing the file keep one gapless chain.
  */
 import type { Db } from '../store/db.js';
+import { CHAIN_MODE_LOCK, type PgDatabase } from '../store/pg.js';
 import { GENESIS_HASH, keyCheck, rowHash, type AuditColumns } from './chain.js';
 
 /** A row before it has a place in the chain. */
@@ -51,13 +52,7 @@ export class AuditStore {
           this.db.prepare("UPDATE audit_meta SET value = ? WHERE key = 'chain'").run(want);
           return;
         }
-        const describe = (m: string) =>
-          m === 'none' ? 'without a hash chain' : m === 'sha256' ? 'with SHA-256' : 'with HMAC-SHA256 and a key';
-        throw new AuditChainError(
-          `the audit chain in this database was written ${describe(row.value)}, but this config writes ${describe(want)}` +
-            (row.value.startsWith('hmac') && want.startsWith('hmac') ? ' (a different key)' : '') +
-            '; use the same audit settings and key, or a new database',
-        );
+        throw modeMismatch(row.value, want);
       })
       .immediate();
   }
@@ -73,7 +68,7 @@ export class AuditStore {
     const { hashChain, hmacKey } = this.chain;
     for (const draft of drafts) {
       seq++;
-      const c = wellFormed(draft);
+      const c = storable(draft, false);
       const hash = hashChain ? rowHash(prev, { ...c, seq }, hmacKey) : '';
       this.insertStmt.run(
         seq,
@@ -107,17 +102,53 @@ export class AuditStore {
 }
 
 /**
- * The row as SQLite will store it: a lone UTF-16 surrogate (an agent can send one in any string)
- * cannot be stored as UTF-8 and would read back changed, so the hash would not match an untouched
- * row. Such text is made well-formed (U+FFFD) before it is hashed and stored.
+ * The row as the database will store it: a lone UTF-16 surrogate (an agent can send one in any
+ * string) cannot be stored as UTF-8 and would read back changed, so the hash would not match an
+ * untouched row; such text is made well-formed (U+FFFD) before it is hashed and stored. PostgreSQL
+ * text cannot hold U+0000 either (`postgres`): it becomes U+FFFD too.
  */
-function wellFormed(draft: AuditDraft): AuditDraft {
+export function storable(draft: AuditDraft, postgres: boolean): AuditDraft {
   let out: Record<string, unknown> | undefined;
   for (const k in draft) {
     const v = draft[k as keyof AuditDraft];
-    if (typeof v === 'string' && !v.isWellFormed()) (out ??= { ...draft })[k] = v.toWellFormed();
+    if (typeof v !== 'string') continue;
+    let fixed = v.isWellFormed() ? v : v.toWellFormed();
+    if (postgres && fixed.includes('\u0000')) fixed = fixed.replaceAll('\u0000', '\uFFFD');
+    if (fixed !== v) (out ??= { ...draft })[k] = fixed;
   }
   return (out as AuditDraft | undefined) ?? draft;
+}
+
+/**
+ * `checkMode` on PostgreSQL: the same rule, under an advisory lock so replicas starting together
+ * on an empty database record one mode.
+ */
+export async function checkChainModePg(db: PgDatabase, chain: ChainOptions): Promise<void> {
+  const want = chain.hashChain ? keyCheck(chain.hmacKey) : 'none';
+  await db.transaction(async (client) => {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [CHAIN_MODE_LOCK]);
+    const row = (await client.query<{ value: string }>("SELECT value FROM audit_meta WHERE key = 'chain'")).rows[0];
+    if (!row) {
+      await client.query("INSERT INTO audit_meta (key, value) VALUES ('chain', $1)", [want]);
+      return;
+    }
+    if (row.value === want) return;
+    const empty = (await client.query('SELECT 1 FROM audit_log LIMIT 1')).rows.length === 0;
+    if (empty) {
+      await client.query("UPDATE audit_meta SET value = $1 WHERE key = 'chain'", [want]);
+      return;
+    }
+    throw modeMismatch(row.value, want);
+  });
+}
+
+function modeMismatch(stored: string, want: string): AuditChainError {
+  const describe = (m: string) => (m === 'none' ? 'without a hash chain' : m === 'sha256' ? 'with SHA-256' : 'with HMAC-SHA256 and a key');
+  return new AuditChainError(
+    `the audit chain in this database was written ${describe(stored)}, but this config writes ${describe(want)}` +
+      (stored.startsWith('hmac') && want.startsWith('hmac') ? ' (a different key)' : '') +
+      '; use the same audit settings and key, or a new database',
+  );
 }
 
 type InsertParams = [

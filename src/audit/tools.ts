@@ -10,7 +10,7 @@ import type { ExtraToolDeps } from '../gateway.js';
 import type { CallContext } from '../pipeline/context.js';
 import { AUDIT_STATUSES, DEFAULT_LIMIT, auditLog, auditStats, instantOf, presentRow } from './query.js';
 import { USAGE_GROUPS, usageReport, type UsageBy } from '../metering/report.js';
-import { parseAnchor, verifyChainAsync } from './verify.js';
+import { parseAnchor } from './verify.js';
 
 const readOnly = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
 
@@ -83,7 +83,7 @@ export function auditTools(_config: GatewayConfig): (deps: ExtraToolDeps) => rea
         tools.validator.check('gateway', log.definition, ctx.arguments);
         const args = ctx.arguments ?? {};
         const limit = (args['limit'] as number | undefined) ?? DEFAULT_LIMIT;
-        const rows = auditLog(deps.db, {
+        const rows = await auditLog(deps.store.reader, {
           ...rangeArgs(ctx),
           limit,
           consumer: args['consumer'] as string | undefined,
@@ -123,7 +123,7 @@ export function auditTools(_config: GatewayConfig): (deps: ExtraToolDeps) => rea
             '"anchor" must be "seq:hash" as printed by `audit head` (16 or more hex digits of the hash)',
             { field: 'anchor' },
           );
-        const result = await verifyChainAsync(deps.db, { hmacKey: deps.hmacKey, anchor });
+        const result = await deps.store.verify({ hmacKey: deps.hmacKey, anchor }, true);
         return jsonResult({ ...result });
       },
     };
@@ -143,7 +143,7 @@ export function auditTools(_config: GatewayConfig): (deps: ExtraToolDeps) => rea
       },
       async run(ctx, tools) {
         tools.validator.check('gateway', stats.definition, ctx.arguments);
-        return jsonResult({ ...auditStats(deps.db, rangeArgs(ctx)) });
+        return jsonResult({ ...(await auditStats(deps.store.reader, rangeArgs(ctx))) });
       },
     };
 
@@ -177,8 +177,8 @@ export function auditTools(_config: GatewayConfig): (deps: ExtraToolDeps) => rea
         tools.validator.check('gateway', usage.definition, ctx.arguments);
         const args = ctx.arguments ?? {};
         // Counters are held in memory up to a second: write them so this call sees every request.
-        deps.flushUsage();
-        const report = usageReport(deps.usage, {
+        await deps.flushUsage();
+        const report = await usageReport(deps.store.reader, {
           ...rangeArgs(ctx),
           consumerId: args['consumerId'] as string | undefined,
           by: (args['by'] as UsageBy | undefined) ?? 'consumer',

@@ -11,6 +11,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Db } from '../store/db.js';
+import type { Reader } from '../store/sql.js';
 import { GENESIS_HASH, keyCheck, rowHash, type AuditRow } from './chain.js';
 
 /** Why a chain fails to verify. */
@@ -190,6 +191,9 @@ class VerifyRun {
     this.byseq = db.prepare<[number], AuditRow>('SELECT * FROM audit_log WHERE seq = ?');
   }
 
+  private readonly seqOfHash = (hash: string) =>
+    this.db.prepare<[string], { seq: number }>('SELECT seq FROM audit_log WHERE hash = ? LIMIT 1').get(hash)?.seq;
+
   /** Verifies rows until `deadline` (performance.now()), the end, or a problem. */
   slice(deadline: number): Outcome {
     const w = this.walker;
@@ -242,9 +246,9 @@ class VerifyRun {
           this.after = row.seq;
           continue;
         }
-        return classify(this.db, w, { kind: again, row });
+        return classify(this.seqOfHash, w, { kind: again, row });
       }
-      return classify(this.db, w, { kind: stop.kind, row });
+      return classify(this.seqOfHash, w, { kind: stop.kind, row });
     }
   }
 }
@@ -335,8 +339,11 @@ class ChainWalker {
   }
 }
 
-/** Names the problem a walker stopped at; may query (the walker's cursor is closed). */
-function classify(db: Db, w: ChainWalker, p: Problem): VerifyFailure {
+/**
+ * Names the problem a walker stopped at. `seqOfHash` finds the row that has a hash (a query, run
+ * only for a broken link, once the walker's cursor is closed).
+ */
+function classify(seqOfHash: (hash: string) => number | undefined, w: ChainWalker, p: Problem): VerifyFailure {
   const { row } = p;
   const s = row.seq;
   switch (p.kind) {
@@ -359,12 +366,12 @@ function classify(db: Db, w: ChainWalker, p: Problem): VerifyFailure {
         return w.fail(s, 'reordered', `row ${s} holds the first entry of the chain (its prev_hash is the genesis): rows were reordered`);
       }
       // Which row does it link to? No index on hash: one scan, paid only on a broken chain.
-      const target = db.prepare<[string], { seq: number }>('SELECT seq FROM audit_log WHERE hash = ? LIMIT 1').get(row.prev_hash);
-      if (target) {
+      const target = seqOfHash(row.prev_hash);
+      if (target !== undefined) {
         return w.fail(
           s,
           'reordered',
-          `row ${s} links to row ${target.seq}, not to row ${s - 1}: ${target.seq > s ? 'it was moved before a row that preceded it' : 'rows between were moved'}`,
+          `row ${s} links to row ${target}, not to row ${s - 1}: ${target > s ? 'it was moved before a row that preceded it' : 'rows between were moved'}`,
         );
       }
       if (rowHash(w.prevHash, row, w.key) === row.hash) return w.fail(s, 'modified', `row ${s}: its prev_hash column was changed`);
@@ -387,4 +394,69 @@ function classify(db: Db, w: ChainWalker, p: Problem): VerifyFailure {
       return w.fail(s, 'modified', `row ${s} does not match its hash: a column was changed after it was written${orNoKey}`);
     }
   }
+}
+
+/** Rows read per query by the streamed verification. */
+const STREAM_BATCH = 2_000;
+
+/**
+ * The verification on PostgreSQL: rows are read in seq order, a batch at a time (memory stays flat
+ * however long the log), and each row's hash is recomputed with `rowHash`, the definition. Rows
+ * appended by running replicas meanwhile are verified too. The head the replicas keep
+ * (`audit_head`, read first) must be in the log with its hash: a log that ends before it lost rows
+ * from its end.
+ */
+export async function verifyChainStreamed(db: Reader, options: VerifyOptions): Promise<VerifyResult> {
+  const mode = (await db.get<{ value: string }>("SELECT value FROM audit_meta WHERE key = 'chain'"))?.value ?? null;
+  const head = await db.get<ChainHead>('SELECT seq, hash FROM audit_head WHERE id = 1');
+  const w = new ChainWalker(mode, options);
+  if (!head) {
+    const any = await db.get<{ seq: number }>('SELECT seq FROM audit_log ORDER BY seq LIMIT 1');
+    if (any) return w.fail(any.seq, 'modified', 'the audit_head row is gone: the database was altered (a replica refuses to append)');
+  }
+  let headSeen = head === undefined || head.seq === 0;
+  let after = 0;
+  for (;;) {
+    const rows = await db.all<AuditRow>('SELECT * FROM audit_log WHERE seq > @after ORDER BY seq LIMIT @limit', {
+      after,
+      limit: STREAM_BATCH,
+    });
+    for (const row of rows) {
+      const kind = w.check(row.seq, row.prev_hash, row.hash, () => rowHash(row.prev_hash, row, w.key));
+      if (kind) {
+        const target =
+          kind === 'link' && row.prev_hash !== GENESIS_HASH
+            ? (await db.get<{ seq: number }>('SELECT seq FROM audit_log WHERE hash = @hash LIMIT 1', { hash: row.prev_hash }))?.seq
+            : undefined;
+        return classify(() => target, w, { kind, row });
+      }
+      if (head && row.seq === head.seq) {
+        if (row.hash !== head.hash) {
+          return w.fail(
+            row.seq,
+            'modified',
+            `row ${row.seq} is not the row audit_head recorded (hash ${head.hash}): the log was rewritten`,
+          );
+        }
+        headSeen = true;
+      }
+      after = row.seq;
+    }
+    if (rows.length < STREAM_BATCH) break;
+    await yieldToLoop();
+  }
+  if (!headSeen && head) {
+    return w.fail(
+      head.seq,
+      'truncated',
+      `audit_head records row ${head.seq}, but the log ends at ${w.rows > 0 ? `row ${w.prevSeq}` : 'no row (it is empty)'}: rows were deleted from the end`,
+    );
+  }
+  return w.finish();
+}
+
+/** The last row's seq and hash on either engine (`audit head`). */
+export async function chainHeadOf(db: Reader): Promise<ChainHead> {
+  const row = await db.get<ChainHead>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
+  return row ?? { seq: 0, hash: GENESIS_HASH };
 }

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { isPostgresUrl } from '../store/pg.js';
 import { parseDocument } from 'yaml';
 import { configSchema, type GatewayConfig } from './schema.js';
 import { formatPath, interpolateString, InvalidReferenceError, UnsetVariableError, type TolerateUnset } from './interpolate.js';
@@ -214,7 +215,7 @@ function resolvePaths(config: GatewayConfig, dir: string): GatewayConfig {
   const jwt = config.auth.jwt;
   return {
     ...config,
-    database: config.database === ':memory:' ? config.database : resolve(config.database),
+    database: config.database === ':memory:' || isPostgresUrl(config.database) ? config.database : resolve(config.database),
     servers: config.servers.map((s) => ({ ...s, cwd: resolve(s.cwd ?? '.') })),
     ...(config.http?.tls
       ? { http: { ...config.http, tls: { cert: resolve(config.http.tls.cert), key: resolve(config.http.tls.key) } } }

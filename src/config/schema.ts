@@ -347,6 +347,12 @@ const httpSchema = z.strictObject({
    * It is the OAuth resource: JWTs must name it in `aud`, and the protected-resource metadata says it.
    */
   publicUrl: httpUrl.optional(),
+  /**
+   * This replica's MCP URL as the other replicas reach it (not through the load balancer): a
+   * 2026-07-28 agent's retry of a call whose child waits here is forwarded to it. Default: the
+   * bound address (with a wildcard address, this machine's hostname).
+   */
+  replicaUrl: httpUrl.optional(),
   /** Host header names accepted; unset: localhost names, and publicUrl's host when set. */
   allowedHosts: z.array(nonEmpty).optional(),
   /** Origin header hosts accepted from browsers ("https://*" for any https origin); unset: as allowedHosts. */
@@ -371,6 +377,8 @@ const httpSchema = z.strictObject({
     .strictObject({
       /** A session with no request for this long ends. */
       idleMs: int(1_000).default(30 * 60_000),
+      /** A session ends this long after it opened, however busy (its sealed id opens nowhere after). */
+      maxAgeMs: int(60_000).default(24 * 3_600_000),
       maxPerConsumer: int(1, 100_000).default(20),
       maxTotal: int(1, 1_000_000).default(1_000),
     })
@@ -390,7 +398,12 @@ const httpSchema = z.strictObject({
 
 export const configSchema = z
   .strictObject({
-    database: nonEmpty.default('./mcp-gateway.db'),
+    database: nonEmpty
+      .refine((d) => !/^[a-z][a-z0-9+.-]*:\/\//i.test(d) || /^postgres(?:ql)?:\/\//i.test(d), {
+        message: 'a SQLite file path or a postgres:// URL (no other database engine is supported)',
+      })
+      .refine((d) => !/^postgres(?:ql)?:\/\//i.test(d) || URL.canParse(d), { message: 'is not a valid postgres:// URL' })
+      .default('./mcp-gateway.db'),
     naming: namingSchema,
     auth: authSchema,
     servers: z.array(serverSchema).default([]),

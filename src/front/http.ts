@@ -10,10 +10,17 @@
  * on requests without a valid credential, the credential, required scopes, the per-consumer cap on
  * requests in progress, and the body size. Nothing of the credential is kept but its digest.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import { hostname } from 'node:os';
 import {
   OAuthError,
   OAuthErrorCode,
@@ -25,10 +32,12 @@ import {
   validateHostHeader,
   validateOriginHeader,
   type AuthInfo,
+  type JSONRPCMessage,
   type JSONRPCRequest,
   type McpHttpHandler,
+  WebStandardStreamableHTTPServerTransport,
 } from '@modelcontextprotocol/server';
-import { NodeStreamableHTTPServerTransport, toNodeHandler } from '@modelcontextprotocol/node';
+import { toNodeHandler } from '@modelcontextprotocol/node';
 import type { HttpConfig } from '../config/schema.js';
 import type { Gateway } from '../gateway.js';
 import { AuthError } from '../identity/authenticate.js';
@@ -38,8 +47,12 @@ import { Session } from '../identity/session.js';
 import type { Logger } from '../log.js';
 import { listenOn, reply, type OpsRoutes } from '../ops/listener.js';
 import type { SessionRef } from '../pipeline/context.js';
+import type { RequestStates } from '../pipeline/request-state.js';
 import type { ChildServer } from '../registry/child.js';
+import type { Store } from '../store/store.js';
 import type { Front } from './server.js';
+import { SessionBus } from './session-bus.js';
+import { SessionSeal, sessionIdHash } from './session-seal.js';
 
 export interface HttpFrontOptions {
   readonly gateway: Gateway;
@@ -63,6 +76,8 @@ export class HttpFront {
   private readonly modern: McpHttpHandler;
   private readonly modernNode: ReturnType<typeof toNodeHandler>;
   private readonly sessions: LegacySessions;
+  /** With `redis`: notifications for legacy agents' GET streams, whichever replica holds them. */
+  private readonly bus: SessionBus | undefined;
   private readonly unauthenticated: PerIpWindow;
   private readonly hosts: string[];
   private readonly origins: string[];
@@ -76,8 +91,15 @@ export class HttpFront {
   private readonly resourceUrl: URL | undefined;
   private readonly unhook: () => void;
   private address = '';
+  /** This replica's MCP URL for the others (http.replicaUrl, or the bound address). */
+  private replicaUrl = '';
+  /** Authenticates requests one replica forwards to another (shared through the store). */
+  private forwardKey: Buffer = Buffer.alloc(0);
 
-  private constructor(private readonly o: HttpFrontOptions) {
+  private constructor(
+    private readonly o: HttpFrontOptions,
+    private readonly seal: SessionSeal,
+  ) {
     const { http, gateway } = o;
     this.resourceUrl = http.publicUrl ? new URL(http.publicUrl) : undefined;
     this.bearer = new BearerVerifier(gateway.config, gateway.keys, gateway.jwtVerifier, { resource: http.publicUrl });
@@ -107,7 +129,8 @@ export class HttpFront {
     });
     // A 2026-07-28 agent's listen stream hears of catalog changes through the handler's bus.
     this.unhook = gateway.hub.listen({ catalogChanged: (child) => this.announce(child) });
-    this.sessions = new LegacySessions(http.sessions, o.log.scoped('sessions'));
+    this.bus = gateway.config.redis ? new SessionBus(gateway.config.redis, o.log.scoped('sessions')) : undefined;
+    this.sessions = new LegacySessions(http.sessions, gateway.store, o.log.scoped('sessions'));
 
     const serverOptions = {
       // Slow clients cannot hold a connection: headers and the whole request have deadlines.
@@ -126,8 +149,12 @@ export class HttpFront {
 
   /** Starts listening; resolves with the front and the address it is bound to (port 0: a free one). */
   static async start(o: HttpFrontOptions): Promise<{ front: HttpFront; address: string }> {
-    const front = new HttpFront(o);
+    // The key that seals session ids is the store's: every replica on it serves every session.
+    const front = new HttpFront(o, new SessionSeal(await o.gateway.store.sharedSecret('http-session-seal')));
+    front.forwardKey = await o.gateway.store.sharedSecret('replica-forward');
     front.address = await listenOn(front.server, o.listen);
+    front.replicaUrl = o.http.replicaUrl ?? replicaUrlOf(front.address, o.http.tls !== undefined);
+    o.gateway.requestStates.replica = front.replicaUrl;
     // Fail closed, but say so: off loopback only the names the config gives are accepted.
     if (front.hosts.length === 0)
       o.log.warn(
@@ -145,6 +172,7 @@ export class HttpFront {
   async close(): Promise<void> {
     this.unhook();
     await this.sessions.closeAll();
+    await this.bus?.close();
     await this.modern.close().catch(() => {});
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
@@ -233,6 +261,8 @@ export class HttpFront {
       try {
         session = await this.bearer.verify(credential);
       } catch (err) {
+        if ((err as { code?: unknown }).code === 'SERVER_UNAVAILABLE')
+          return rpcReply(res, 503, (err as Error).message, { 'retry-after': '5' });
         if (!(err instanceof AuthError)) throw err;
         this.unauthenticated.count(ip);
         return this.challenge(res, new OAuthError(OAuthErrorCode.InvalidToken, err.message));
@@ -256,6 +286,15 @@ export class HttpFront {
         body = JSON.parse(read.toString('utf8'));
       } catch {
         return rpcReply(res, 400, 'Parse error: the body is not JSON', {}, -32700);
+      }
+      // A retry whose call waits on another replica goes there (once: a forwarded request is served here).
+      const forwarded = req.headers[FORWARDED_HEADER];
+      if (forwarded !== undefined) {
+        if (typeof forwarded !== 'string' || !this.forwardedBy(forwarded, read))
+          return rpcReply(res, 403, 'a replica-to-replica request that does not authenticate');
+      } else {
+        const owner = retryOwner(body, this.o.gateway.requestStates);
+        if (owner !== undefined && owner !== this.replicaUrl) return this.forward(owner, req, res, read);
       }
     }
     // Streams that stay open while nothing runs (a 2025-era session's GET stream, a 2026-07-28
@@ -325,6 +364,49 @@ export class HttpFront {
     this.updates.add(uri);
   }
 
+  /**
+   * Sends a request to the replica whose process holds its call, and its answer back. The request
+   * keeps the agent's credential (checked there as here) and gains a MAC of the body under the
+   * replicas' shared key, with the time: the receiver serves it without forwarding it again.
+   */
+  private forward(target: string, req: IncomingMessage, res: ServerResponse, body: Buffer): void {
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value === undefined || HOP_HEADERS.has(name)) continue;
+      headers[name] = value;
+    }
+    headers[FORWARDED_HEADER] = forwardTag(this.forwardKey, body, Date.now());
+    headers['content-length'] = String(body.length);
+    const url = new URL(target);
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const upstream = send(url, { method: 'POST', headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+      res.once('close', () => answer.destroy());
+    });
+    upstream.on('error', (err) => {
+      this.o.log.warn(`could not forward a retry to the replica holding its call (${target}): ${err.message}`);
+      if (res.headersSent) return void res.destroy();
+      rpcReply(
+        res,
+        503,
+        'the gateway replica that holds this call cannot be reached (it may have stopped); make the call again without requestState',
+        { 'retry-after': '1' },
+      );
+    });
+    res.once('close', () => upstream.destroy());
+    upstream.end(body);
+  }
+
+  /** Whether a forwarded request's tag is a recent one of a replica of this store for this body. */
+  private forwardedBy(tag: string, body: Buffer): boolean {
+    const at = Number(tag.split('.')[0]);
+    if (!Number.isSafeInteger(at) || Math.abs(Date.now() - at) > FORWARD_TTL_MS) return false;
+    const expected = Buffer.from(forwardTag(this.forwardKey, body, at));
+    const given = Buffer.from(tag);
+    return expected.length === given.length && timingSafeEqual(expected, given);
+  }
+
   private challenge(res: ServerResponse, error: OAuthError): void {
     const resourceMetadataUrl = this.o.http.oauth ? getOAuthProtectedResourceMetadataUrl(new URL(this.url)) : undefined;
     const answer = bearerAuthChallengeResponse(error, {
@@ -343,9 +425,13 @@ export class HttpFront {
   ): Promise<void> {
     const id = req.headers['mcp-session-id'];
     if (typeof id === 'string') {
-      const open = this.sessions.get(id);
+      const owner = ownerOf(session.identity);
+      const open = this.sessions.get(id) ?? (await this.sessions.restore(id, owner, () => this.reopen(id, session)));
       // Another caller's session id reads as an unknown one: no oracle for who holds which.
-      if (!open || open.owner !== ownerOf(session.identity)) return rpcReply(res, 404, 'Session not found', {}, -32001);
+      if (open === 'refused')
+        return rpcReply(res, 429, 'the gateway has the most sessions it allows; try again later', { 'retry-after': '60' });
+      if (!open || open.owner !== owner || (await this.sessions.endedElsewhere(id)))
+        return rpcReply(res, 404, 'Session not found', {}, -32001);
       open.binding.current = session;
       return open.serve(req, res, body);
     }
@@ -353,18 +439,101 @@ export class HttpFront {
       return rpcReply(res, 400, 'Bad Request: Mcp-Session-Id header is required (open a session with initialize)');
     const refused = this.sessions.admit(session.identity);
     if (refused) return rpcReply(res, 429, refused, { 'retry-after': '60' });
+    const owner = ownerOf(session.identity);
+    const initialize = initializeParams(body);
     const binding = new SessionBinding(session);
     const front = this.o.gateway.newFront(binding, 'legacy');
-    const transport: NodeStreamableHTTPServerTransport = new NodeStreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomBytes(24).toString('base64url'),
+    const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
+      // What any replica needs to serve this session later, sealed into its id.
+      sessionIdGenerator: () => this.seal.seal({ owner, createdAt: Date.now(), initialize }),
       onsessioninitialized: (sid): void =>
-        this.sessions.add(new LegacySession(sid, ownerOf(session.identity), session.identity, binding, front, transport)),
+        this.sessions.add(new LegacySession(sid, owner, session.identity, binding, front, transport, this.bus)),
     });
     await front.connectSession(transport);
-    await transport.handleRequest(req, res, body);
+    await nodeHandlerOf(transport)(req, res, body);
     // An initialize that did not open a session (refused by the SDK) leaves nothing behind.
     if (transport.sessionId === undefined) await front.close();
   }
+
+  /**
+   * A session another replica opened (or this one ended while idle), built here from its sealed id:
+   * the id must open with the store's key, belong to this caller, be younger than maxAgeMs and not
+   * ended by its agent. Its `initialize` is replayed into a new front, as the agent first sent it.
+   */
+  private async reopen(id: string, session: Session): Promise<LegacySession | 'refused' | undefined> {
+    const sealed = this.seal.open(id);
+    if (!sealed || sealed.owner !== ownerOf(session.identity)) return undefined;
+    if (Date.now() - sealed.createdAt > this.o.http.sessions.maxAgeMs) return undefined;
+    if (await this.sessions.endedElsewhere(id)) return undefined;
+    if (this.sessions.admit(session.identity)) return 'refused';
+    const binding = new SessionBinding(session);
+    const front = this.o.gateway.newFront(binding, 'legacy');
+    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: () => id });
+    await front.connectSession(transport);
+    const authInfo: AuthInfo = { token: '', clientId: session.identity.consumerId, scopes: [], extra: { session } };
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const initialize = { jsonrpc: '2.0' as const, id: 0, method: 'initialize', params: sealed.initialize };
+    const url = `http://localhost${MCP_PATH}`;
+    const answer = await transport.handleRequest(new Request(url, { method: 'POST', headers, body: '{}' }), {
+      parsedBody: initialize,
+      authInfo,
+    });
+    await answer.text();
+    const initialized = { jsonrpc: '2.0' as const, method: 'notifications/initialized' };
+    const ack = await transport.handleRequest(
+      new Request(url, { method: 'POST', headers: { ...headers, 'mcp-session-id': id }, body: '{}' }),
+      {
+        parsedBody: initialized,
+        authInfo,
+      },
+    );
+    await ack.text();
+    if (transport.sessionId !== id || answer.status !== 200) {
+      await front.close();
+      return undefined;
+    }
+    this.o.log.debug(`session of "${session.identity.consumerId}" reopened from its sealed id`);
+    return new LegacySession(id, sealed.owner, session.identity, binding, front, transport, this.bus, sealed.createdAt);
+  }
+}
+
+/** The params of the `initialize` in a request body (a message, or a batch holding one). */
+function initializeParams(body: unknown): Record<string, unknown> {
+  const messages = Array.isArray(body) ? body : [body];
+  const init = messages.find((m) => (m as { method?: unknown } | null)?.method === 'initialize') as { params?: unknown } | undefined;
+  return typeof init?.params === 'object' && init.params !== null ? (init.params as Record<string, unknown>) : {};
+}
+
+/** A Node request handler over a session's transport (the SDK's own adapter). */
+function nodeHandlerOf(transport: WebStandardStreamableHTTPServerTransport): ReturnType<typeof toNodeHandler> {
+  return toNodeHandler({ fetch: (request, extra) => transport.handleRequest(request, extra) });
+}
+
+/** The header that marks (and authenticates) a request one replica forwards to another. */
+const FORWARDED_HEADER = 'mcp-gateway-replica';
+/** How old a forwarded request's tag may be. */
+const FORWARD_TTL_MS = 60_000;
+/** Headers of one connection, not of the request: not forwarded. */
+const HOP_HEADERS = new Set(['host', 'connection', 'keep-alive', 'content-length', 'transfer-encoding', 'upgrade', FORWARDED_HEADER]);
+
+/** `<ms>.<HMAC-SHA256(key, ms, SHA-256(body))>`. */
+function forwardTag(key: Buffer, body: Buffer, at: number): string {
+  const digest = createHash('sha256').update(body).digest();
+  return `${at}.${createHmac('sha256', key).update(`${at}.`).update(digest).digest('base64url')}`;
+}
+
+/** The replica an input-required retry must reach (its sealed state names one), if any. */
+function retryOwner(body: unknown, states: RequestStates): string | undefined {
+  const state = (body as { params?: { requestState?: unknown } } | null)?.params?.requestState;
+  return typeof state === 'string' && !Array.isArray(body) ? states.ownerOf(state) : undefined;
+}
+
+/** The MCP URL of a replica bound to `address` (a wildcard address: this machine's name). */
+function replicaUrlOf(address: string, tls: boolean): string {
+  const port = /:(\d+)$/.exec(address)?.[1] ?? '80';
+  const host = address.replace(/:\d+$/, '');
+  const wildcard = host === '0.0.0.0' || host === '[::]' || host === '::' || host === '';
+  return `${tls ? 'https' : 'http'}://${wildcard ? hostname() : host}:${port}${MCP_PATH}`;
 }
 
 /** Who a session belongs to: the same credential owner, whatever token they present next. */
@@ -384,7 +553,7 @@ class SessionBinding implements SessionRef {
   get rateLimit(): SessionRef['rateLimit'] {
     return this.current.rateLimit;
   }
-  verify(now?: number): Identity {
+  verify(now?: number): Identity | Promise<Identity> {
     return this.current.verify(now);
   }
 }
@@ -401,8 +570,28 @@ class LegacySession {
     readonly identity: Identity,
     readonly binding: SessionBinding,
     readonly front: Front,
-    readonly transport: NodeStreamableHTTPServerTransport,
-  ) {}
+    readonly transport: WebStandardStreamableHTTPServerTransport,
+    private readonly bus: SessionBus | undefined,
+    /** When it was first opened (on whichever replica). */
+    readonly createdAt = Date.now(),
+  ) {
+    this.handler = nodeHandlerOf(transport);
+    const send = transport.send.bind(transport);
+    this.sendHere = send;
+    // Notifications outside any request belong on the GET stream, wherever it is open.
+    if (bus)
+      transport.send = (message, options) =>
+        options?.relatedRequestId === undefined && 'method' in message && !('id' in message)
+          ? bus.publish(id, message)
+          : send(message, options);
+  }
+
+  /** Writes to this process's transport (the GET stream, for a message outside any request). */
+  private readonly sendHere: WebStandardStreamableHTTPServerTransport['send'];
+
+  private readonly handler: ReturnType<typeof toNodeHandler>;
+  /** Set when its agent ended it (DELETE): then no replica serves it again. */
+  deleted = false;
 
   async serve(req: IncomingMessage & { auth: AuthInfo }, res: ServerResponse, body: unknown): Promise<void> {
     this.lastSeen = Date.now();
@@ -411,7 +600,12 @@ class LegacySession {
       this.open--;
       this.lastSeen = Date.now();
     });
-    await this.transport.handleRequest(req, res, body);
+    if (req.method === 'DELETE') this.deleted = true;
+    if (req.method === 'GET' && this.bus) {
+      const stop = this.bus.listen(this.id, (message) => void this.sendHere(message as JSONRPCMessage).catch(() => {}));
+      res.once('close', stop);
+    }
+    await this.handler(req, res, body);
   }
 
   async close(): Promise<void> {
@@ -427,8 +621,12 @@ class LegacySessions {
   private readonly byId = new Map<string, LegacySession>();
   private readonly sweeper: NodeJS.Timeout;
 
+  /** Sessions being reopened from their sealed ids: concurrent requests of one share the work. */
+  private readonly reopening = new Map<string, Promise<LegacySession | 'refused' | undefined>>();
+
   constructor(
     private readonly limits: HttpConfig['sessions'],
+    private readonly store: Store,
     private readonly log: Logger,
   ) {
     this.sweeper = setInterval(() => this.sweep(), Math.min(30_000, Math.max(250, limits.idleMs / 4)));
@@ -452,11 +650,36 @@ class LegacySessions {
       const idlest = own.filter((s) => s.open === 0 && s.owner === owner).sort((a, b) => a.lastSeen - b.lastSeen)[0];
       if (!idlest)
         return `consumer "${identity.consumerId}" has ${own.length} sessions in use, the most allowed (http.sessions.maxPerConsumer)`;
-      this.end(idlest, 'the consumer opened a new one at its limit');
+      void this.end(idlest, 'the consumer opened a new one at its limit', true);
     }
     if (this.byId.size >= this.limits.maxTotal)
       return `the gateway has ${this.byId.size} sessions, the most allowed (http.sessions.maxTotal)`;
     return undefined;
+  }
+
+  /** Reopens a session this process does not hold (once, however many of its requests arrive together). */
+  async restore(
+    id: string,
+    owner: string,
+    reopen: () => Promise<LegacySession | 'refused' | undefined>,
+  ): Promise<LegacySession | 'refused' | undefined> {
+    const key = `${owner}\u0000${id}`;
+    let pending = this.reopening.get(key);
+    if (!pending) {
+      pending = reopen()
+        .then((session) => {
+          if (session instanceof LegacySession) this.add(session);
+          return session;
+        })
+        .finally(() => this.reopening.delete(key));
+      this.reopening.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** Whether the session was ended by its agent or for idleness, on any process of this store. */
+  endedElsewhere(id: string): Promise<boolean> {
+    return this.store.sessionEnded(sessionIdHash(id));
   }
 
   add(session: LegacySession): void {
@@ -465,10 +688,20 @@ class LegacySessions {
     session.front.server.onclose = () => void this.end(session, 'closed');
   }
 
-  end(session: LegacySession, why: string): Promise<void> {
+  /**
+   * Ends a session here; `forEveryone` (its agent's DELETE, idleness) also tells the other
+   * processes on the store, so its sealed id opens nowhere again.
+   */
+  end(session: LegacySession, why: string, forEveryone = session.deleted): Promise<void> {
     if (!this.byId.delete(session.id)) return Promise.resolve();
     this.log.debug(`session of "${session.identity.consumerId}" ended: ${why}`);
-    return session.close();
+    const closed = session.close();
+    if (!forEveryone) return closed;
+    const now = Date.now();
+    const recorded = this.store
+      .endSession(sessionIdHash(session.id), new Date(now).toISOString(), new Date(now - this.limits.maxAgeMs).toISOString())
+      .catch((err: Error) => this.log.warn(`could not record the end of a session in the store (${err.message})`));
+    return Promise.all([closed, recorded]).then(() => {});
   }
 
   async closeAll(): Promise<void> {
@@ -481,13 +714,23 @@ class LegacySessions {
     const now = Date.now();
     for (const session of this.byId.values()) {
       if (session.open === 0 && now - session.lastSeen > this.limits.idleMs) {
-        void this.end(session, 'idle');
+        void this.end(session, 'idle', true);
         continue;
       }
-      try {
-        session.binding.verify(now);
-      } catch (err) {
+      if (now - session.createdAt > this.limits.maxAgeMs) {
+        void this.end(session, 'it reached http.sessions.maxAgeMs', true);
+        continue;
+      }
+      const revoked = (err: unknown) => {
+        // A store that cannot answer is not a revocation: the next request is refused by its own check.
+        if ((err as { code?: unknown }).code === 'SERVER_UNAVAILABLE') return;
         void this.end(session, (err as Error).message);
+      };
+      try {
+        const pending = session.binding.verify(now);
+        if (pending instanceof Promise) pending.catch(revoked);
+      } catch (err) {
+        revoked(err);
       }
     }
   }

@@ -837,7 +837,7 @@ export class Front implements HubFront {
   private async identityOrThrow(): Promise<Identity> {
     const session = this.sessionValue ?? (await this.o.session);
     try {
-      return session.verify();
+      return await session.verify();
     } catch (err) {
       throw isGatewayError(err) ? toRpcError(err, 'tool') : err;
     }

@@ -5,7 +5,7 @@
  */
 import type { GatewayConfig, StaticKeyConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
-import type { KeyStore } from '../store/keys.js';
+import type { KeyState, KeyStore } from '../store/keys.js';
 import { DUMMY_HASH, keyEqualsPlain, keyMatchesHash, parseKey } from './api-keys.js';
 import { ANONYMOUS, type Identity } from './identity.js';
 import { JwtError, JwtVerifier } from './jwt.js';
@@ -90,7 +90,7 @@ async function authenticateKey(key: string, config: GatewayConfig, keys: KeyStor
     };
   }
 
-  const record = keys.get(parsed.keyId);
+  const record = await keys.get(parsed.keyId);
   // Compare against something even for an unknown id, so response time does not reveal which ids exist.
   const matches = await keyMatchesHash(key, record?.hash ?? DUMMY_HASH);
   // Over HTTP anyone may try: an unknown key id and a wrong secret read the same (no id oracle).
@@ -98,15 +98,24 @@ async function authenticateKey(key: string, config: GatewayConfig, keys: KeyStor
   if (!record) throw new AuthError(`${source}: no key ${parsed.keyId} (see \`mcp-gateway keys list\`)`);
   if (!matches) throw new AuthError(`${source} does not match key ${parsed.keyId}`);
   const hashAtStart = record.hash;
-  const check = (at: number, fail: (m: string) => Error) => {
-    const state = keys.state(record.id);
+  const judge = (state: KeyState | undefined, at: number, fail: (m: string) => Error) => {
     if (!state) throw fail(`key ${record.id} no longer exists`);
     if (state.revokedAt) throw fail(`key ${record.id} was revoked at ${state.revokedAt}`);
     if (state.disabled) throw fail(`key ${record.id} is disabled`);
     if (state.hash !== hashAtStart) throw fail(`key ${record.id} was replaced`);
     if (state.expiresAt && at >= Date.parse(state.expiresAt)) throw fail(`key ${record.id} expired at ${state.expiresAt}`);
   };
-  check(now, (m) => new AuthError(m));
+  // Synchronous where the store is (SQLite); a query on every request where it is shared (PostgreSQL).
+  const check = (at: number, fail: (m: string) => Error): void | Promise<void> => {
+    const state = keys.state(record.id);
+    if (state instanceof Promise)
+      return state.then(
+        (s) => judge(s, at, fail),
+        (err: Error) => storeUnavailable(err),
+      );
+    judge(state, at, fail);
+  };
+  await check(now, (m) => new AuthError(m));
   return {
     identity: freezeIdentity(record.consumerId, record.id, record.roles, record.expiresAt),
     check: (_identity, at) => check(at, (m) => new GatewayError('UNAUTHENTICATED', `${m}; ask for a new key`)),
@@ -137,6 +146,11 @@ async function authenticateToken(
     },
     rateLimit: null,
   };
+}
+
+/** The key store could not be asked: the request is refused (fail closed), saying why. */
+function storeUnavailable(err: Error): never {
+  throw new GatewayError('SERVER_UNAVAILABLE', `cannot check the key: the key store is unavailable (${err.message})`);
 }
 
 function checkStatic(key: StaticKeyConfig, at: number, fail: (m: string) => Error): void {

@@ -63,8 +63,9 @@ export class BearerVerifier {
     const auth = await entry.verdict;
     const session = new Session(auth.identity, auth.check, auth.rateLimit);
     try {
-      session.verify(now);
+      await session.verify(now);
     } catch (err) {
+      if ((err as { code?: unknown }).code === 'SERVER_UNAVAILABLE') throw err;
       // Revoked, disabled, replaced or expired since: verified afresh next time (and refused then).
       this.remembered.delete(digest);
       throw new AuthError((err as Error).message);

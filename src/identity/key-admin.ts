@@ -17,22 +17,27 @@ export interface NewKey {
 export class KeyAdminError extends Error {}
 
 /** Creates a key; its id never collides with a static key of the config or an existing key. */
-export function issueKey(
+export async function issueKey(
   store: KeyStore,
   config: GatewayConfig,
   spec: NewKey,
   rotatedFrom: string | null = null,
-): { record: KeyRecord; key: string } {
-  const fresh = prepareKey(store, config, spec, rotatedFrom);
-  store.insert(fresh.record);
+): Promise<{ record: KeyRecord; key: string }> {
+  const fresh = await prepareKey(store, config, spec, rotatedFrom);
+  await store.insert(fresh.record);
   return fresh;
 }
 
 /** A new key and its record, not yet stored. bcrypt runs here, outside any database transaction. */
-function prepareKey(store: KeyStore, config: GatewayConfig, spec: NewKey, rotatedFrom: string | null): { record: KeyRecord; key: string } {
+async function prepareKey(
+  store: KeyStore,
+  config: GatewayConfig,
+  spec: NewKey,
+  rotatedFrom: string | null,
+): Promise<{ record: KeyRecord; key: string }> {
   const staticIds = new Set(config.auth.apiKeys.static.map((k) => k.id));
   let generated = generateKey();
-  while (staticIds.has(generated.keyId) || store.get(generated.keyId)) generated = generateKey();
+  while (staticIds.has(generated.keyId) || (await store.get(generated.keyId))) generated = generateKey();
   const record: KeyRecord = {
     id: generated.keyId,
     name: spec.name,
@@ -54,7 +59,11 @@ function prepareKey(store: KeyStore, config: GatewayConfig, spec: NewKey, rotate
  * A new key with the old one's consumer, roles, limit and expiry; the old key is revoked. An
  * expired key is not rotated: its replacement would be born expired (create a new one instead).
  */
-export function rotateKey(store: KeyStore, config: GatewayConfig, keyId: string): { record: KeyRecord; key: string; old: KeyRecord } {
+export async function rotateKey(
+  store: KeyStore,
+  config: GatewayConfig,
+  keyId: string,
+): Promise<{ record: KeyRecord; key: string; old: KeyRecord }> {
   const rotatable = (key: KeyRecord | undefined): KeyRecord => {
     if (!key) {
       const isStatic = config.auth.apiKeys.static.some((k) => k.id === keyId);
@@ -66,15 +75,12 @@ export function rotateKey(store: KeyStore, config: GatewayConfig, keyId: string)
     }
     return key;
   };
-  const old = rotatable(store.get(keyId));
+  const old = rotatable(await store.get(keyId));
   // bcrypt (a quarter of a second) runs before the write lock is taken: gateways sharing the
   // database keep writing their audit rows meanwhile.
-  const fresh = prepareKey(store, config, { ...old, ratePerMinute: old.ratePerMinute }, old.id);
-  return store.transaction(() => {
-    // Checked again under the lock: two rotations at once must not both succeed.
-    rotatable(store.get(keyId));
-    store.insert(fresh.record);
-    store.revoke(old.id, new Date().toISOString());
-    return { ...fresh, old };
-  });
+  const fresh = await prepareKey(store, config, { ...old, ratePerMinute: old.ratePerMinute }, old.id);
+  // The old key is revoked only if it still is not, in the transaction that stores the new one:
+  // of two rotations at once, one succeeds and the other says why it did not.
+  if (!(await store.replace(fresh.record, old.id, new Date().toISOString()))) rotatable(await store.get(keyId));
+  return { ...fresh, old };
 }

@@ -6,8 +6,11 @@
 import type { Identity } from './identity.js';
 import type { SessionRef } from '../pipeline/context.js';
 
-/** Throws GatewayError UNAUTHENTICATED when the credential is no longer valid at `now`. */
-export type CredentialCheck = (identity: Identity, now: number) => void;
+/**
+ * Throws (or rejects with) GatewayError UNAUTHENTICATED when the credential is no longer valid at
+ * `now`; asynchronous only when the key store is (PostgreSQL).
+ */
+export type CredentialCheck = (identity: Identity, now: number) => void | Promise<void>;
 
 export class Session implements SessionRef {
   constructor(
@@ -18,8 +21,8 @@ export class Session implements SessionRef {
   ) {}
 
   /** The identity, if its credential is still valid; throws UNAUTHENTICATED otherwise. */
-  verify(now = Date.now()): Identity {
-    this.check(this.identity, now);
-    return this.identity;
+  verify(now = Date.now()): Identity | Promise<Identity> {
+    const pending = this.check(this.identity, now);
+    return pending ? pending.then(() => this.identity) : this.identity;
   }
 }

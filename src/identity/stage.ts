@@ -7,15 +7,30 @@ import type { CallContext } from '../pipeline/context.js';
 import { DONE, type Stage } from '../pipeline/compose.js';
 
 export function identify(): Stage<CallContext> {
-  // Not async: a check that passes hands on the inner stages' promise instead of wrapping it.
+  const refuse = (ctx: CallContext, err: unknown) => {
+    if (!isGatewayError(err)) throw err;
+    ctx.fail(err, 'identity');
+    return DONE;
+  };
+  // Not async: a check that passes hands on the inner stages' promise instead of wrapping it. The
+  // check is a promise only where the key store is shared (PostgreSQL).
   return function identify(ctx, next) {
+    let identity;
     try {
-      ctx.identity = ctx.session.verify();
+      identity = ctx.session.verify();
     } catch (err) {
-      if (!isGatewayError(err)) throw err;
-      ctx.fail(err, 'identity');
-      return DONE;
+      return refuse(ctx, err);
     }
+    if (identity instanceof Promise) {
+      return identity.then(
+        (id) => {
+          ctx.identity = id;
+          return next();
+        },
+        (err: unknown) => refuse(ctx, err),
+      );
+    }
+    ctx.identity = identity;
     return next();
   };
 }

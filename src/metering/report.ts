@@ -1,5 +1,6 @@
 /** The usage report (design §7) that `mcp-gateway usage` and the `usage` gateway tool present. */
-import { HOUR_MS, hourCeil, hourFloor, type UsageGroup, type UsageRow, type UsageStore } from './store.js';
+import { HOUR_MS, hourCeil, hourFloor, type UsageGroup, type UsageRow, usageQuery } from './store.js';
+import type { Reader } from '../store/sql.js';
 
 /**
  * How `usage` groups: by consumer, by server, or by tool (a tool is always shown with its server,
@@ -87,12 +88,12 @@ function totals(r: Sums): Omit<UsageReportRow, UsageGroup> {
  * `since` and `until` snapped outwards to whole hours (`from`, `to`): an hour either of them falls
  * inside is counted whole. The CLI and the gateway tool both present it.
  */
-export function usageReport(
-  store: UsageStore,
+export async function usageReport(
+  store: Reader,
   q: { since?: string | undefined; until?: string | undefined; consumerId?: string | undefined; by: UsageBy; now?: number },
-): UsageReport {
+): Promise<UsageReport> {
   const group: UsageGroup[] = q.by === 'tool' ? ['server', 'tool'] : [q.by];
-  const rows = store.query({ since: q.since, until: q.until, consumerId: q.consumerId, by: group });
+  const rows = await usageQuery(store, { since: q.since, until: q.until, consumerId: q.consumerId, by: group });
   const total: { -readonly [K in keyof Sums]: Sums[K] } = {
     calls: 0,
     errors: 0,

@@ -3,6 +3,7 @@
  * transaction as the audit rows of the same requests.
  */
 import type { Db } from '../store/db.js';
+import type { Reader } from '../store/sql.js';
 
 /** What a usage row counts, for one consumer, server and tool. */
 interface UsageCounts {
@@ -45,10 +46,11 @@ export interface UsageQuery {
   readonly by: readonly UsageGroup[];
 }
 
+/** Writes usage counters into the SQLite file (inside the recorder's transaction). */
 export class UsageStore {
   private readonly upsert;
 
-  constructor(private readonly db: Db) {
+  constructor(db: Db) {
     this.upsert = db.prepare<Required<UsageDelta>>(
       `INSERT INTO usage_hourly (hour, consumer_id, server, tool, calls, errors, denied, rate_limited, latency_sum_ms, latency_max_ms, cost)
        VALUES (@hour, @consumer_id, @server, @tool, @calls, @errors, @denied, @rate_limited, @latency_ms, @latency_max_ms, @cost)
@@ -67,40 +69,40 @@ export class UsageStore {
   addInTransaction(deltas: readonly UsageDelta[]): void {
     for (const d of deltas) this.upsert.run({ ...d, latency_max_ms: d.latency_max_ms ?? d.latency_ms });
   }
+}
 
-  /**
-   * Totals over whole hours, grouped by the given columns (empty: one total row): the hours from
-   * `hourFloor(since)` to `hourCeil(until)`, so an hour that `since` or `until` falls inside is
-   * counted whole.
-   */
-  query(q: UsageQuery): UsageRow[] {
-    const where: string[] = [];
-    const params: Record<string, string> = {};
-    if (q.since) {
-      where.push('hour >= @since');
-      params['since'] = hourOf(new Date(q.since));
-    }
-    if (q.until) {
-      // Snapped up to the hour's end in the stored form: compared as text, a raw instant such as
-      // 10:00:00.500Z sorts before the stored "10:00:00Z" and would leave out the hour it is in.
-      where.push('hour < @until');
-      params['until'] = hourOf(new Date(hourCeil(q.until)));
-    }
-    if (q.consumerId) {
-      where.push('consumer_id = @consumer');
-      params['consumer'] = q.consumerId;
-    }
-    const columns = { consumer: 'consumer_id', server: 'server', tool: 'tool' } as const;
-    const group = q.by.map((g) => columns[g]);
-    const select = (['consumer_id', 'server', 'tool'] as const).map((c) => (group.includes(c) ? c : `'*' AS ${c}`));
-    const sql = `SELECT ${select.join(', ')},
-        sum(calls) AS calls, sum(errors) AS errors, sum(denied) AS denied, sum(rate_limited) AS rate_limited,
-        sum(latency_sum_ms) AS latency_sum_ms, max(latency_max_ms) AS latency_max_ms, sum(cost) AS cost,
-        min(hour) AS first_hour, max(hour) AS last_hour
-      FROM usage_hourly ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-      ${group.length ? `GROUP BY ${group.join(', ')} ORDER BY ${group.join(', ')}` : ''}`;
-    return (this.db.prepare(sql).all(params) as UsageRow[]).filter((r) => r.calls !== null);
+/**
+ * Totals over whole hours, grouped by the given columns (empty: one total row): the hours from
+ * `hourFloor(since)` to `hourCeil(until)`, so an hour that `since` or `until` falls inside is
+ * counted whole.
+ */
+export async function usageQuery(db: Reader, q: UsageQuery): Promise<UsageRow[]> {
+  const where: string[] = [];
+  const params: Record<string, string> = {};
+  if (q.since) {
+    where.push('hour >= @since');
+    params['since'] = hourOf(new Date(q.since));
   }
+  if (q.until) {
+    // Snapped up to the hour's end in the stored form: compared as text, a raw instant such as
+    // 10:00:00.500Z sorts before the stored "10:00:00Z" and would leave out the hour it is in.
+    where.push('hour < @until');
+    params['until'] = hourOf(new Date(hourCeil(q.until)));
+  }
+  if (q.consumerId) {
+    where.push('consumer_id = @consumer');
+    params['consumer'] = q.consumerId;
+  }
+  const columns = { consumer: 'consumer_id', server: 'server', tool: 'tool' } as const;
+  const group = q.by.map((g) => columns[g]);
+  const select = (['consumer_id', 'server', 'tool'] as const).map((c) => (group.includes(c) ? c : `'*' AS ${c}`));
+  const sql = `SELECT ${select.join(', ')},
+      sum(calls) AS calls, sum(errors) AS errors, sum(denied) AS denied, sum(rate_limited) AS rate_limited,
+      sum(latency_sum_ms) AS latency_sum_ms, max(latency_max_ms) AS latency_max_ms, sum(cost) AS cost,
+      min(hour) AS first_hour, max(hour) AS last_hour
+    FROM usage_hourly ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+    ${group.length ? `GROUP BY ${group.join(', ')} ORDER BY ${group.join(', ')}` : ''}`;
+  return (await db.all<UsageRow>(sql, params)).filter((r) => r.calls !== null);
 }
 
 /** The length of a usage bucket. */

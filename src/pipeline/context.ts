@@ -79,7 +79,7 @@ export interface SessionRef {
   /** The key's own rate limit, when it has one (overrides rateLimit.defaultPerMinute). */
   readonly rateLimit: { readonly perMinute: number; readonly burst?: number | undefined } | null;
   /** The identity, if its credential is still valid now; throws UNAUTHENTICATED otherwise. */
-  verify(now?: number): Identity;
+  verify(now?: number): Identity | Promise<Identity>;
 }
 
 export class CallContext {

@@ -20,6 +20,11 @@ export interface RequestStatePayload {
   readonly childState?: string | undefined;
   /** Answers the gateway gave the child itself (configured roots), added to the agent's on the retry. */
   readonly answered?: Readonly<Record<string, unknown>> | undefined;
+  /**
+   * The replica holding `flow` (its MCP URL), when replicas share the key: a retry that reaches
+   * another replica is forwarded there.
+   */
+  readonly replica?: string | undefined;
 }
 
 interface Sealed extends RequestStatePayload {
@@ -37,6 +42,8 @@ export class RequestStates {
   /** Nonces already accepted, with their expiry: a state is good once. */
   private readonly used = new Map<string, number>();
   private swept = 0;
+  /** This process's MCP URL as other replicas reach it; sealed into states that hold a flow. */
+  replica: string | undefined;
 
   constructor(
     private readonly ttlMs = 5 * 60_000,
@@ -49,7 +56,12 @@ export class RequestStates {
 
   /** Seals a payload for the agent. */
   seal(payload: RequestStatePayload): string {
-    const sealed: Sealed = { ...payload, exp: this.now() + this.ttlMs, nonce: randomBytes(12).toString('base64url') };
+    const sealed: Sealed = {
+      ...payload,
+      ...(payload.flow !== undefined && this.replica !== undefined ? { replica: this.replica } : {}),
+      exp: this.now() + this.ttlMs,
+      nonce: randomBytes(12).toString('base64url'),
+    };
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.key, iv);
     const body = Buffer.concat([cipher.update(JSON.stringify(sealed), 'utf8'), cipher.final()]);
@@ -61,17 +73,7 @@ export class RequestStates {
    * RequestStateError when it is not ours, altered, expired, for another caller or call, or used.
    */
   open(state: string, expected: Pick<RequestStatePayload, 'consumer' | 'keyId' | 'call'>): RequestStatePayload {
-    const parts = state.split('.');
-    if (parts.length !== 4 || parts[0] !== VERSION) throw new RequestStateError('not a state this gateway issued');
-    let sealed: Sealed;
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', this.key, Buffer.from(parts[1]!, 'base64url'));
-      decipher.setAuthTag(Buffer.from(parts[3]!, 'base64url'));
-      const text = Buffer.concat([decipher.update(Buffer.from(parts[2]!, 'base64url')), decipher.final()]).toString('utf8');
-      sealed = JSON.parse(text) as Sealed;
-    } catch {
-      throw new RequestStateError('altered, or sealed with another key');
-    }
+    const sealed = this.unseal(state);
     const now = this.now();
     if (!(sealed.exp > now)) throw new RequestStateError('expired');
     if (sealed.consumer !== expected.consumer || sealed.keyId !== expected.keyId) throw new RequestStateError('issued to another caller');
@@ -80,6 +82,32 @@ export class RequestStates {
     if (this.used.has(sealed.nonce)) throw new RequestStateError('already used');
     this.used.set(sealed.nonce, sealed.exp);
     return sealed;
+  }
+
+  /**
+   * The replica a state's call continues on, without spending the state: undefined when it is not
+   * a valid state of these replicas or needs no particular one (the retry's own checks say why).
+   */
+  ownerOf(state: string): string | undefined {
+    try {
+      const sealed = this.unseal(state);
+      return sealed.exp > this.now() ? sealed.replica : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private unseal(state: string): Sealed {
+    const parts = state.split('.');
+    if (parts.length !== 4 || parts[0] !== VERSION) throw new RequestStateError('not a state this gateway issued');
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', this.key, Buffer.from(parts[1]!, 'base64url'));
+      decipher.setAuthTag(Buffer.from(parts[3]!, 'base64url'));
+      const text = Buffer.concat([decipher.update(Buffer.from(parts[2]!, 'base64url')), decipher.final()]).toString('utf8');
+      return JSON.parse(text) as Sealed;
+    } catch {
+      throw new RequestStateError('altered, or sealed with another key');
+    }
   }
 
   /** Forgets spent nonces whose states have expired anyway (at most once a second). */

@@ -19,6 +19,18 @@ export class StoreError extends Error {
   }
 }
 
+/** Schema shared by both engines: the tables HTTP sessions need on every replica. */
+export const SHARED_SESSION_TABLES = `
+  CREATE TABLE gateway_secrets (
+    name    TEXT PRIMARY KEY,
+    value   TEXT NOT NULL                   -- base64
+  );
+  CREATE TABLE ended_sessions (
+    id_hash   TEXT PRIMARY KEY,             -- SHA-256 of the session id
+    ended_at  TEXT NOT NULL
+  );
+`;
+
 const MIGRATIONS: readonly string[] = [
   // 1: keys, audit chain, usage, catalog cache
   `
@@ -101,6 +113,9 @@ const MIGRATIONS: readonly string[] = [
     updated_at   TEXT NOT NULL
   );
   `,
+  // 4: secrets the gateway processes on this store share (the key that seals HTTP session ids), and
+  // the sessions ended by their agents (so no process serves them again)
+  SHARED_SESSION_TABLES,
 ];
 
 export interface OpenOptions {

@@ -3,6 +3,7 @@
  * revocation is seen by a running gateway on its next request.
  */
 import type { Db } from './db.js';
+import type { PgDatabase } from './pg.js';
 
 export interface KeyRecord {
   readonly id: string;
@@ -27,7 +28,7 @@ export interface KeyState {
   readonly disabled: boolean;
 }
 
-interface Row {
+interface Row extends Record<string, unknown> {
   id: string;
   name: string;
   consumer_id: string;
@@ -42,64 +43,139 @@ interface Row {
   rotated_from: string | null;
 }
 
-export class KeyStore {
+/**
+ * The keys table on either engine. `state` runs on every request: synchronous on SQLite (a local
+ * read), a query on PostgreSQL (so a revocation on any replica is seen by the next request on all).
+ */
+export interface KeyStore {
+  get(id: string): Promise<KeyRecord | undefined>;
+  state(id: string): KeyState | undefined | Promise<KeyState | undefined>;
+  list(): Promise<KeyRecord[]>;
+  insert(record: NewKeyRecord): Promise<void>;
+  /** Marks a key revoked; false if there is no such key or it was already revoked. */
+  revoke(id: string, at: string): Promise<boolean>;
+  setDisabled(id: string, disabled: boolean): Promise<boolean>;
+  /**
+   * Stores `fresh` and revokes `oldId` in one transaction (rotation); false, and nothing stored,
+   * when `oldId` was revoked meanwhile (two rotations at once: one wins).
+   */
+  replace(fresh: NewKeyRecord, oldId: string, at: string): Promise<boolean>;
+}
+
+export type NewKeyRecord = Omit<KeyRecord, 'revokedAt' | 'disabled'>;
+
+const INSERT_SQL = `INSERT INTO api_keys (id, name, consumer_id, roles, hash, created_at, expires_at, revoked_at, disabled, rate_per_minute, rate_burst, rotated_from)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0, $8, $9, $10)`;
+const REVOKE_SQL = 'UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL';
+const STATE_SQL = 'SELECT hash, revoked_at, expires_at, disabled FROM api_keys WHERE id = $1';
+const GET_SQL = 'SELECT * FROM api_keys WHERE id = $1';
+const LIST_SQL = 'SELECT * FROM api_keys ORDER BY created_at, id';
+const DISABLE_SQL = 'UPDATE api_keys SET disabled = $1 WHERE id = $2';
+
+/** `$n` as SQLite's `?` (every statement here uses each parameter once, in order). */
+const sqlite = (sql: string) => sql.replace(/\$\d+/g, '?');
+
+function insertValues(record: NewKeyRecord): (string | number | null)[] {
+  return [
+    record.id,
+    record.name,
+    record.consumerId,
+    JSON.stringify(record.roles),
+    record.hash,
+    record.createdAt,
+    record.expiresAt,
+    record.ratePerMinute,
+    record.rateBurst,
+    record.rotatedFrom,
+  ];
+}
+
+type StateRow = Pick<Row, 'hash' | 'revoked_at' | 'expires_at' | 'disabled'>;
+
+function toState(row: StateRow | undefined): KeyState | undefined {
+  return row ? { hash: row.hash, revokedAt: row.revoked_at, expiresAt: row.expires_at, disabled: row.disabled !== 0 } : undefined;
+}
+
+export class SqliteKeyStore implements KeyStore {
   private readonly getStmt;
   private readonly stateStmt;
 
   constructor(private readonly db: Db) {
-    this.getStmt = db.prepare<[string], Row>('SELECT * FROM api_keys WHERE id = ?');
-    this.stateStmt = db.prepare<[string], Pick<Row, 'hash' | 'revoked_at' | 'expires_at' | 'disabled'>>(
-      'SELECT hash, revoked_at, expires_at, disabled FROM api_keys WHERE id = ?',
-    );
+    this.getStmt = db.prepare<[string], Row>(sqlite(GET_SQL));
+    this.stateStmt = db.prepare<[string], StateRow>(sqlite(STATE_SQL));
   }
 
-  get(id: string): KeyRecord | undefined {
+  async get(id: string): Promise<KeyRecord | undefined> {
     const row = this.getStmt.get(id);
     return row ? toRecord(row) : undefined;
   }
 
-  /** The fields a per-request check needs (one indexed lookup). */
+  /** The fields a per-request check needs (one indexed lookup, synchronous). */
   state(id: string): KeyState | undefined {
-    const row = this.stateStmt.get(id);
-    return row ? { hash: row.hash, revokedAt: row.revoked_at, expiresAt: row.expires_at, disabled: row.disabled !== 0 } : undefined;
+    return toState(this.stateStmt.get(id));
   }
 
-  list(): KeyRecord[] {
-    return this.db.prepare<[], Row>('SELECT * FROM api_keys ORDER BY created_at, id').all().map(toRecord);
+  async list(): Promise<KeyRecord[]> {
+    return this.db.prepare<[], Row>(LIST_SQL).all().map(toRecord);
   }
 
-  insert(record: Omit<KeyRecord, 'revokedAt' | 'disabled'>): void {
-    this.db
-      .prepare(
-        `INSERT INTO api_keys (id, name, consumer_id, roles, hash, created_at, expires_at, revoked_at, disabled, rate_per_minute, rate_burst, rotated_from)
-         VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?)`,
-      )
-      .run(
-        record.id,
-        record.name,
-        record.consumerId,
-        JSON.stringify(record.roles),
-        record.hash,
-        record.createdAt,
-        record.expiresAt,
-        record.ratePerMinute,
-        record.rateBurst,
-        record.rotatedFrom,
-      );
+  async insert(record: NewKeyRecord): Promise<void> {
+    this.db.prepare(sqlite(INSERT_SQL)).run(...insertValues(record));
   }
 
-  /** Marks a key revoked; false if there is no such key or it was already revoked. */
-  revoke(id: string, at: string): boolean {
-    return this.db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1;
+  async revoke(id: string, at: string): Promise<boolean> {
+    return this.db.prepare(sqlite(REVOKE_SQL)).run(at, id).changes === 1;
   }
 
-  setDisabled(id: string, disabled: boolean): boolean {
-    return this.db.prepare('UPDATE api_keys SET disabled = ? WHERE id = ?').run(disabled ? 1 : 0, id).changes === 1;
+  async setDisabled(id: string, disabled: boolean): Promise<boolean> {
+    return this.db.prepare(sqlite(DISABLE_SQL)).run(disabled ? 1 : 0, id).changes === 1;
   }
 
-  /** Runs `fn` in one IMMEDIATE transaction (rotate: insert the new key and revoke the old). */
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+  async replace(fresh: NewKeyRecord, oldId: string, at: string): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        if (this.db.prepare(sqlite(REVOKE_SQL)).run(at, oldId).changes !== 1) return false;
+        this.db.prepare(sqlite(INSERT_SQL)).run(...insertValues(fresh));
+        return true;
+      })
+      .immediate();
+  }
+}
+
+export class PgKeyStore implements KeyStore {
+  constructor(private readonly db: PgDatabase) {}
+
+  async get(id: string): Promise<KeyRecord | undefined> {
+    const row = (await this.db.query<Row>(GET_SQL, [id])).rows[0];
+    return row ? toRecord(row) : undefined;
+  }
+
+  async state(id: string): Promise<KeyState | undefined> {
+    return toState((await this.db.query<StateRow>(STATE_SQL, [id])).rows[0]);
+  }
+
+  async list(): Promise<KeyRecord[]> {
+    return (await this.db.query<Row>(LIST_SQL)).rows.map(toRecord);
+  }
+
+  async insert(record: NewKeyRecord): Promise<void> {
+    await this.db.query(INSERT_SQL, insertValues(record));
+  }
+
+  async revoke(id: string, at: string): Promise<boolean> {
+    return (await this.db.query(REVOKE_SQL, [at, id])).rowCount === 1;
+  }
+
+  async setDisabled(id: string, disabled: boolean): Promise<boolean> {
+    return (await this.db.query(DISABLE_SQL, [disabled ? 1 : 0, id])).rowCount === 1;
+  }
+
+  replace(fresh: NewKeyRecord, oldId: string, at: string): Promise<boolean> {
+    return this.db.transaction(async (client) => {
+      if ((await client.query(REVOKE_SQL, [at, oldId])).rowCount !== 1) return false;
+      await client.query(INSERT_SQL, insertValues(fresh));
+      return true;
+    });
   }
 }
 

@@ -25,7 +25,59 @@ interface Entry {
   readonly reject: (err: Error) => void;
 }
 
-type UsageSum = { -readonly [K in keyof UsageDelta]-?: UsageDelta[K] };
+export type UsageSum = { -readonly [K in keyof UsageDelta]-?: UsageDelta[K] };
+
+/** What the recording stages write through, on either engine. */
+export interface Recorder {
+  /** Appends an audit row; resolves once it is committed (the reply waits for that). */
+  audit(draft: AuditDraft): Promise<void>;
+  /** Adds to the usage counters (written within a second). */
+  addUsage(delta: UsageDelta): void;
+  /** Whether a new request may proceed (false while records cannot be written). */
+  canAccept(now?: number): boolean;
+  /** Why requests are being refused, if they are. */
+  readonly refusal: string | null;
+  /** Commits what is queued, usage counters included when `withUsage`. */
+  flush(withUsage?: boolean): void | Promise<void>;
+  /** Writes everything still held (shutdown). */
+  close(): void | Promise<void>;
+  /** Told how long each commit took, in seconds (metrics). */
+  onCommit: ((seconds: number) => void) | undefined;
+}
+
+/**
+ * Usage deltas summed in memory by (hour, consumer, server, tool) until they are written, so a
+ * call's critical path never writes a usage row of its own.
+ */
+export class UsageBuffer {
+  private sums = new Map<string, UsageSum>();
+
+  get size(): number {
+    return this.sums.size;
+  }
+
+  add(delta: UsageDelta): void {
+    const key = `${delta.hour}\u0000${delta.consumer_id}\u0000${delta.server}\u0000${delta.tool}`;
+    const sum = this.sums.get(key);
+    if (!sum) this.sums.set(key, { ...delta, latency_max_ms: delta.latency_max_ms ?? delta.latency_ms });
+    else {
+      sum.calls += delta.calls;
+      sum.errors += delta.errors;
+      sum.denied += delta.denied;
+      sum.rate_limited += delta.rate_limited;
+      sum.latency_ms += delta.latency_ms;
+      sum.latency_max_ms = Math.max(sum.latency_max_ms, delta.latency_max_ms ?? delta.latency_ms);
+      sum.cost += delta.cost;
+    }
+  }
+
+  /** The sums so far, and an empty buffer. */
+  take(): UsageSum[] {
+    const all = [...this.sums.values()];
+    this.sums = new Map();
+    return all;
+  }
+}
 
 /** How long usage counters may wait in memory before they are written. */
 const USAGE_FLUSH_MS = 1_000;
@@ -40,12 +92,12 @@ const RESERVE_FILE_BYTES = 4 * 1024 * 1024;
 /** How often a refusing recorder tries to restore its ballast. */
 const PROBE_INTERVAL_MS = 1_000;
 
-export class Recorder {
+export class SqliteRecorder implements Recorder {
   private queue: Entry[] = [];
   private scheduled = false;
   private degraded: { since: number; reason: string } | null = null;
   private lastProbe = 0;
-  private usageSums = new Map<string, UsageSum>();
+  private readonly usageSums = new UsageBuffer();
   private usageTimer: NodeJS.Timeout | null = null;
   private readonly commit: (entries: readonly Entry[], usage: readonly UsageSum[]) => void;
   /** Set by a commit that found the ballast gone (another process sharing the file released it). */
@@ -125,18 +177,7 @@ export class Recorder {
   /** Adds to the usage counters (written within a second). */
   addUsage(delta: UsageDelta): void {
     if (!this.usage) return;
-    const key = `${delta.hour}\u0000${delta.consumer_id}\u0000${delta.server}\u0000${delta.tool}`;
-    const sum = this.usageSums.get(key);
-    if (!sum) this.usageSums.set(key, { ...delta, latency_max_ms: delta.latency_max_ms ?? delta.latency_ms });
-    else {
-      sum.calls += delta.calls;
-      sum.errors += delta.errors;
-      sum.denied += delta.denied;
-      sum.rate_limited += delta.rate_limited;
-      sum.latency_ms += delta.latency_ms;
-      sum.latency_max_ms = Math.max(sum.latency_max_ms, delta.latency_max_ms ?? delta.latency_ms);
-      sum.cost += delta.cost;
-    }
+    this.usageSums.add(delta);
     if (!this.usageTimer) {
       this.usageTimer = setTimeout(() => this.flush(true), USAGE_FLUSH_MS);
       this.usageTimer.unref();
@@ -152,8 +193,7 @@ export class Recorder {
     this.queue = [];
     let usage: UsageSum[] = [];
     if (usageDue) {
-      usage = [...this.usageSums.values()];
-      this.usageSums = new Map();
+      usage = this.usageSums.take();
       if (this.usageTimer) clearTimeout(this.usageTimer);
       this.usageTimer = null;
     }

@@ -1,40 +1,22 @@
 /**
  * Reading the audit log: `auditLog` filters and limits (newest first), the seq bound derived from
  * `since`, `auditStats` counts and percentiles, `exportAudit` JSONL/CSV content and backpressure,
- * and the usage report. Real SQLite files, rows written by the real AuditStore.
+ * and the usage report. On both engines: a real SQLite file (rows written by the real AuditStore) and
+ * a real PostgreSQL database (rows written by the real PgRecorder), read through the store's Reader.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Writable } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { AuditRow } from '../../src/audit/chain.js';
 import { AUDIT_COLUMNS, csvField, exportAudit } from '../../src/audit/export.js';
 import { auditLog, auditStats, instantOf, presentRow, seqFloor, SKEW_MS } from '../../src/audit/query.js';
+import type { AuditDraft } from '../../src/audit/store.js';
 import { usageReport } from '../../src/metering/report.js';
-import { AuditStore, type AuditDraft } from '../../src/audit/store.js';
-import { verifyChain } from '../../src/audit/verify.js';
-import { UsageStore } from '../../src/metering/store.js';
-import { openDatabase, type Db } from '../../src/store/db.js';
+import { describeEngines, engineCases, type TestEngine } from '../helpers/engines.js';
 
 const BASE = Date.parse('2026-03-01T10:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 
-let dir: string;
-let db: Db;
-let store: AuditStore;
-
-beforeEach(() => {
-  dir = mkdtempSync(path.join(tmpdir(), 'mcpgw-query-'));
-  db = openDatabase(path.join(dir, 'gateway.db'));
-  store = new AuditStore(db, { hashChain: true, hmacKey: null });
-  store.checkMode();
-});
-
-afterEach(() => {
-  db.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const engines = await engineCases('audit-query');
 
 const consumers = ['alice', 'bob', 'carol'];
 const servers = ['github', 'stripe'];
@@ -61,125 +43,134 @@ function draft(i: number, extra: Partial<AuditDraft> = {}): AuditDraft {
   };
 }
 
-function append(drafts: AuditDraft[]): void {
-  db.transaction(() => store.appendInTransaction(drafts)).immediate();
+/** Appending and reading, over one engine. */
+function on(t: TestEngine) {
+  const append = (drafts: AuditDraft[]) => t.append(drafts);
+  return {
+    append,
+    /** n rows, i = 1..n (the chain mode recorded first, as a gateway does). */
+    fill: async (n: number): Promise<AuditDraft[]> => {
+      const drafts = Array.from({ length: n }, (_, k) => draft(k + 1));
+      await t.fill(drafts);
+      return drafts;
+    },
+    log: (filters: Parameters<typeof auditLog>[1]) => auditLog(t.store.reader, filters),
+    seqs: async (rows: Promise<AuditRow[]>) => (await rows).map((r) => r.seq),
+  };
 }
 
-/** n rows, i = 1..n. */
-function fill(n: number): AuditDraft[] {
-  const drafts = Array.from({ length: n }, (_, k) => draft(k + 1));
-  append(drafts);
-  return drafts;
-}
+describeEngines(engines, 'auditLog', (t) => {
+  const { append, fill, log, seqs } = on(t);
 
-describe('auditLog', () => {
-  test('newest first, default limit 50, explicit limit', () => {
-    fill(120);
-    const rows = auditLog(db, {});
+  test('newest first, default limit 50, explicit limit', async () => {
+    await fill(120);
+    const rows = await log({});
     expect(rows).toHaveLength(50);
     expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 50 }, (_, k) => 120 - k));
-    expect(auditLog(db, { limit: 3 }).map((r) => r.seq)).toEqual([120, 119, 118]);
-    expect(auditLog(db, { limit: 1000 })).toHaveLength(120);
-    expect(() => auditLog(db, { limit: 0 })).toThrow(RangeError);
+    expect(await seqs(log({ limit: 3 }))).toEqual([120, 119, 118]);
+    expect(await log({ limit: 1000 })).toHaveLength(120);
+    await expect(log({ limit: 0 })).rejects.toThrow(RangeError);
   });
 
-  test('each filter, and all of them together', () => {
-    const drafts = fill(60);
-    const expectSeqs = (rows: AuditRow[], pred: (d: AuditDraft, seq: number) => boolean) =>
-      expect(rows.map((r) => r.seq)).toEqual(
+  test('each filter, and all of them together', async () => {
+    const drafts = await fill(60);
+    const expectSeqs = async (rows: Promise<AuditRow[]>, pred: (d: AuditDraft, seq: number) => boolean) =>
+      expect(await seqs(rows)).toEqual(
         drafts
           .map((d, k) => [d, k + 1] as const)
           .filter(([d, seq]) => pred(d, seq))
           .map(([, seq]) => seq)
           .reverse(),
       );
-    expectSeqs(auditLog(db, { consumer: 'bob', limit: 500 }), (d) => d.consumer_id === 'bob');
-    expectSeqs(auditLog(db, { server: 'stripe', limit: 500 }), (d) => d.server === 'stripe');
-    expectSeqs(auditLog(db, { tool: 'create_charge', limit: 500 }), (d) => d.name === 'create_charge');
-    expectSeqs(auditLog(db, { status: 'denied', limit: 500 }), (d) => d.status === 'denied');
+    await expectSeqs(log({ consumer: 'bob', limit: 500 }), (d) => d.consumer_id === 'bob');
+    await expectSeqs(log({ server: 'stripe', limit: 500 }), (d) => d.server === 'stripe');
+    await expectSeqs(log({ tool: 'create_charge', limit: 500 }), (d) => d.name === 'create_charge');
+    await expectSeqs(log({ status: 'denied', limit: 500 }), (d) => d.status === 'denied');
     const since = iso(BASE + 20_000);
     const until = iso(BASE + 40_000);
-    expectSeqs(auditLog(db, { since, until, limit: 500 }), (d) => d.ts >= since && d.ts < until);
-    expectSeqs(
-      auditLog(db, { consumer: 'alice', server: 'github', status: 'ok', since, limit: 500 }),
+    await expectSeqs(log({ since, until, limit: 500 }), (d) => d.ts >= since && d.ts < until);
+    await expectSeqs(
+      log({ consumer: 'alice', server: 'github', status: 'ok', since, limit: 500 }),
       (d) => d.consumer_id === 'alice' && d.server === 'github' && d.status === 'ok' && d.ts >= since,
     );
-    expect(auditLog(db, { consumer: 'nobody' })).toEqual([]);
+    expect(await log({ consumer: 'nobody' })).toEqual([]);
   });
 
-  test('a limit stops at the newest matching rows', () => {
-    fill(60);
-    const rows = auditLog(db, { status: 'denied', limit: 2 });
+  test('a limit stops at the newest matching rows', async () => {
+    await fill(60);
+    const rows = await log({ status: 'denied', limit: 2 });
     expect(rows.map((r) => [r.seq, r.status])).toEqual([
       [59, 'denied'],
       [54, 'denied'],
     ]);
   });
 
-  test('rows appended out of ts order within the skew, and a long request, are still found', () => {
-    fill(100);
+  test('rows appended out of ts order within the skew, and a long request, are still found', async () => {
+    await fill(100);
     // A request that started long ago and ended now: its ts is old, but it was appended last.
-    append([draft(0, { ts: iso(BASE - 3_600_000), latency_ms: 3_600_000 + 101_000, name: 'slow' })]);
+    await append([draft(0, { ts: iso(BASE - 3_600_000), latency_ms: 3_600_000 + 101_000, name: 'slow' })]);
     // Rows from another process whose clock is 30 s behind.
-    append([draft(0, { ts: iso(BASE + 72_000), name: 'behind' }), draft(0, { ts: iso(BASE + 73_000), name: 'behind' })]);
+    await append([draft(0, { ts: iso(BASE + 72_000), name: 'behind' }), draft(0, { ts: iso(BASE + 73_000), name: 'behind' })]);
     const since = iso(BASE + 90_000);
-    const rows = auditLog(db, { since, limit: 500 });
-    expect(rows.map((r) => r.seq)).toEqual([100, 99, 98, 97, 96, 95, 94, 93, 92, 91, 90]);
-    expect(auditLog(db, { since: iso(BASE + 72_000), tool: 'behind' }).map((r) => r.seq)).toEqual([103, 102]);
-    expect(auditLog(db, { since: iso(BASE - 3_600_000), tool: 'slow' }).map((r) => r.seq)).toEqual([101]);
+    expect(await seqs(log({ since, limit: 500 }))).toEqual([100, 99, 98, 97, 96, 95, 94, 93, 92, 91, 90]);
+    expect(await seqs(log({ since: iso(BASE + 72_000), tool: 'behind' }))).toEqual([103, 102]);
+    expect(await seqs(log({ since: iso(BASE - 3_600_000), tool: 'slow' }))).toEqual([101]);
   });
 
-  test('seqFloor: no row below it starts at or after since, and it is close to the first that does', () => {
-    fill(1000);
+  test('seqFloor: no row below it starts at or after since, and it is close to the first that does', async () => {
+    await fill(1000);
     const since = iso(BASE + 500_000);
-    const floor = seqFloor(db, since);
+    const floor = await seqFloor(t.store.reader, since);
     const firstInside = 500;
     expect(floor).toBeLessThanOrEqual(firstInside);
     expect(firstInside - floor).toBeLessThanOrEqual(SKEW_MS / 1000 + 1);
-    expect(seqFloor(db, iso(BASE + 5_000_000))).toBe(1001);
-    expect(seqFloor(db, iso(BASE - 5_000_000))).toBe(1);
+    expect(await seqFloor(t.store.reader, iso(BASE + 5_000_000))).toBe(1001);
+    expect(await seqFloor(t.store.reader, iso(BASE - 5_000_000))).toBe(1);
   });
 
-  test('presentRow parses the JSON columns', () => {
-    fill(1);
-    const row = presentRow(auditLog(db, {})[0]!);
+  test('presentRow parses the JSON columns', async () => {
+    await fill(1);
+    const row = presentRow((await log({}))[0]!);
     expect(row).toMatchObject({ seq: 1, roles: ['reader'], arguments: { i: 1 }, result: { content: [{ type: 'text', text: 'r1' }] } });
   });
 });
 
-describe('auditStats', () => {
-  test('counts by status, server and consumer, and nearest-rank percentiles', () => {
-    fill(200); // latencies 1..200
-    const stats = auditStats(db, {});
-    expect(stats.total).toBe(200);
-    expect(stats.byStatus).toEqual([
+describeEngines(engines, 'auditStats', (t) => {
+  const { append, fill } = on(t);
+  const stats = (range: Parameters<typeof auditStats>[1]) => auditStats(t.store.reader, range);
+
+  test('counts by status, server and consumer, and nearest-rank percentiles', async () => {
+    await fill(200); // latencies 1..200
+    const result = await stats({});
+    expect(result.total).toBe(200);
+    expect(result.byStatus).toEqual([
       { status: 'ok', count: 120 },
       { status: 'denied', count: 40 },
       { status: 'error', count: 40 },
     ]);
-    expect(stats.byServer).toEqual([
+    expect(result.byServer).toEqual([
       { server: 'github', count: 100 },
       { server: 'stripe', count: 100 },
     ]);
-    expect(stats.byConsumer).toEqual([
+    expect(result.byConsumer).toEqual([
       { consumer: 'bob', count: 67 },
       { consumer: 'carol', count: 67 },
       { consumer: 'alice', count: 66 },
     ]);
-    expect(stats.latencyMs).toEqual({ p50: 100, p95: 190, max: 200, avg: 100.5 });
+    expect(result.latencyMs).toEqual({ p50: 100, p95: 190, max: 200, avg: 100.5 });
   });
 
-  test('percentiles with repeated values and a time range', () => {
-    append([5, 5, 5, 7, 100].map((latency, k) => draft(k + 1, { latency_ms: latency })));
-    expect(auditStats(db, {}).latencyMs).toMatchObject({ p50: 5, p95: 100, max: 100 });
-    const ranged = auditStats(db, { since: iso(BASE + 4_000) });
+  test('percentiles with repeated values and a time range', async () => {
+    await append([5, 5, 5, 7, 100].map((latency, k) => draft(k + 1, { latency_ms: latency })));
+    expect((await stats({})).latencyMs).toMatchObject({ p50: 5, p95: 100, max: 100 });
+    const ranged = await stats({ since: iso(BASE + 4_000) });
     expect(ranged.total).toBe(2);
     expect(ranged.latencyMs).toMatchObject({ p50: 7, p95: 100 });
   });
 
-  test('an empty range', () => {
-    fill(5);
-    expect(auditStats(db, { since: iso(BASE + 10_000_000) })).toMatchObject({
+  test('an empty range', async () => {
+    await fill(5);
+    expect(await stats({ since: iso(BASE + 10_000_000) })).toMatchObject({
       total: 0,
       byStatus: [],
       latencyMs: { p50: null, p95: null, max: null, avg: null },
@@ -233,25 +224,37 @@ function parseCsv(text: string): string[][] {
   return records;
 }
 
-describe('exportAudit', () => {
+describeEngines(engines, 'exportAudit', (t) => {
+  const { append, fill } = on(t);
+
   test('JSONL: one object per line with every column, exactly as stored', async () => {
-    fill(30);
+    await fill(30);
     const sink = new SlowSink(0);
-    expect(await exportAudit(db, 'jsonl', sink, {})).toBe(30);
+    expect(await exportAudit(t.store.reader, 'jsonl', sink, {})).toBe(30);
     const lines = sink.text
       .trimEnd()
       .split('\n')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(30);
-    const stored = db.prepare('SELECT * FROM audit_log ORDER BY seq').all();
+    const stored = await t.store.reader.all('SELECT * FROM audit_log ORDER BY seq');
     expect(lines).toEqual(stored);
-    expect(Object.keys(lines[0]!)).toEqual([...AUDIT_COLUMNS]);
+    expect(Object.keys(lines[0]!).sort()).toEqual([...AUDIT_COLUMNS].sort());
+  });
+
+  // Known divergence (src/audit/export.ts writes `SELECT *` rows as they come, and the PostgreSQL
+  // schema has method and meta before prev_hash and hash): marked failing so that it is seen, and
+  // so that this test says so once the export writes the columns in AUDIT_COLUMNS order.
+  test('JSONL: the keys of each line in AUDIT_COLUMNS order (the CSV header)', async () => {
+    await fill(1);
+    const sink = new SlowSink(0);
+    await exportAudit(t.store.reader, 'jsonl', sink);
+    expect(Object.keys(JSON.parse(sink.text) as Record<string, unknown>)).toEqual([...AUDIT_COLUMNS]);
   });
 
   test('JSONL with a time range', async () => {
-    fill(30);
+    await fill(30);
     const sink = new SlowSink(0);
-    expect(await exportAudit(db, 'jsonl', sink, { since: iso(BASE + 10_000), until: iso(BASE + 20_000) })).toBe(10);
+    expect(await exportAudit(t.store.reader, 'jsonl', sink, { since: iso(BASE + 10_000), until: iso(BASE + 20_000) })).toBe(10);
     expect(
       sink.text
         .trimEnd()
@@ -262,9 +265,9 @@ describe('exportAudit', () => {
 
   test('CSV: header, RFC 4180 quoting of commas, quotes and newlines, NULL as empty', async () => {
     const nasty = 'a, "quoted" value\nover two lines\r\nand a CR';
-    append([draft(1), draft(2, { error: nasty, arguments: JSON.stringify({ text: nasty }), key_id: null })]);
+    await append([draft(1), draft(2, { error: nasty, arguments: JSON.stringify({ text: nasty }), key_id: null })]);
     const sink = new SlowSink(0);
-    expect(await exportAudit(db, 'csv', sink)).toBe(2);
+    expect(await exportAudit(t.store.reader, 'csv', sink)).toBe(2);
     expect(sink.text.startsWith(`${AUDIT_COLUMNS.join(',')}\r\n`)).toBe(true);
     const records = parseCsv(sink.text);
     expect(records).toHaveLength(3);
@@ -276,18 +279,26 @@ describe('exportAudit', () => {
     expect(csvField(null)).toBe('');
   });
 
+  test('every row is exported, in seq order, across many cursor batches', async () => {
+    await fill(2500);
+    const sink = new SlowSink(0);
+    expect(await exportAudit(t.store.reader, 'csv', sink)).toBe(2500);
+    const records = parseCsv(sink.text).slice(1);
+    expect(records.map((r) => Number(r[0]))).toEqual(Array.from({ length: 2500 }, (_, k) => k + 1));
+  });
+
   test('waits for drain: the writable never holds much more than one chunk', async () => {
     const big = 'x'.repeat(2_000);
-    append(Array.from({ length: 400 }, (_, k) => draft(k + 1, { result: JSON.stringify({ big }) })));
+    await append(Array.from({ length: 400 }, (_, k) => draft(k + 1, { result: JSON.stringify({ big }) })));
     const sink = new SlowSink(1);
-    expect(await exportAudit(db, 'jsonl', sink)).toBe(400);
+    expect(await exportAudit(t.store.reader, 'jsonl', sink)).toBe(400);
     expect(sink.text.split('\n').length - 1).toBe(400);
     // ~900 KB in all; without backpressure it would all sit in the writable's buffer.
     expect(sink.maxBuffered).toBeLessThan(200 * 1024);
   });
 
   test('a writable that fails ends the export with its error and frees the connection', async () => {
-    fill(2000);
+    await fill(2000);
     const failing = new Writable({
       highWaterMark: 16,
       write(_chunk, _enc, done) {
@@ -295,15 +306,15 @@ describe('exportAudit', () => {
       },
     });
     failing.on('error', () => {});
-    await expect(exportAudit(db, 'jsonl', failing)).rejects.toThrow();
+    await expect(exportAudit(t.store.reader, 'jsonl', failing)).rejects.toThrow();
     // The cursor was closed: the connection is usable.
-    expect(verifyChain(db, { hmacKey: null })).toMatchObject({ ok: true, rows: 2000 });
+    expect(await t.store.verify({ hmacKey: null })).toMatchObject({ ok: true, rows: 2000 });
+    expect(await exportAudit(t.store.reader, 'jsonl', new SlowSink(0))).toBe(2000);
   });
 });
 
-describe('usageReport', () => {
-  test('groups by consumer, server or tool (with its server), with a total', () => {
-    const usage = new UsageStore(db);
+describeEngines(engines, 'usageReport', (t) => {
+  test('groups by consumer, server or tool (with its server), with a total', async () => {
     const hour = '2026-03-01T10:00:00Z';
     const row = (consumer_id: string, server: string, tool: string, calls: number, latency: number, cost: number) => ({
       hour,
@@ -318,14 +329,12 @@ describe('usageReport', () => {
       latency_max_ms: latency / calls + 5,
       cost,
     });
-    db.transaction(() =>
-      usage.addInTransaction([
-        row('alice', 'github', 'search', 4, 400, 0.01),
-        row('alice', 'stripe', 'search', 1, 50, 0.5),
-        row('bob', 'github', 'search', 5, 100, 0.02),
-      ]),
-    ).immediate();
-    const byTool = usageReport(usage, { by: 'tool' });
+    await t.addUsage([
+      row('alice', 'github', 'search', 4, 400, 0.01),
+      row('alice', 'stripe', 'search', 1, 50, 0.5),
+      row('bob', 'github', 'search', 5, 100, 0.02),
+    ]);
+    const byTool = await usageReport(t.store.reader, { by: 'tool' });
     expect(byTool.rows).toEqual([
       {
         server: 'github',
@@ -351,10 +360,10 @@ describe('usageReport', () => {
       },
     ]);
     expect(byTool.total).toMatchObject({ calls: 10, errors: 3, max_latency_ms: 105, cost: 0.53 });
-    expect(usageReport(usage, { by: 'consumer', consumerId: 'bob' }).rows).toEqual([
+    expect((await usageReport(t.store.reader, { by: 'consumer', consumerId: 'bob' })).rows).toEqual([
       expect.objectContaining({ consumer: 'bob', calls: 5 }),
     ]);
-    expect(usageReport(usage, { by: 'server', since: '2026-03-01T11:00:00.000Z' }).rows).toEqual([]);
+    expect((await usageReport(t.store.reader, { by: 'server', since: '2026-03-01T11:00:00.000Z' })).rows).toEqual([]);
   });
 });
 

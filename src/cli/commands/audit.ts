@@ -1,16 +1,16 @@
 /**
- * `mcp-gateway audit …`: log, stats, verify, head, export. Every one opens the database read-only:
- * they run beside live gateways (WAL lets them read while the gateways write) and never change it.
+ * `mcp-gateway audit …`: log, stats, verify, head, export. Every one opens the store read-only:
+ * they run beside live gateways (SQLite's WAL, or PostgreSQL) and never change it.
  */
 import { createWriteStream, fchmodSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import { exportAudit, EXPORT_FORMATS, type ExportFormat } from '../../audit/export.js';
 import { AUDIT_STATUSES, DEFAULT_LIMIT, auditLog, auditStats, presentRow, type TimeRange } from '../../audit/query.js';
-import { chainHead, parseAnchor, verifyChain } from '../../audit/verify.js';
+import { parseAnchor } from '../../audit/verify.js';
 import { loadConfig, type LoadedConfig } from '../../config/load.js';
 import { gatewaySecrets, MissingSecretError } from '../../secrets/secrets.js';
-import { openDatabase, type Db } from '../../store/db.js';
+import { openStore, type Store } from '../../store/store.js';
 import { checkFailed, usageError } from '../errors.js';
 import { printJson, printTable } from '../output.js';
 import { parseInstant } from '../time.js';
@@ -25,14 +25,14 @@ interface RangeOptions {
   until?: string;
 }
 
-/** Loads the config and opens its database read-only for `fn`. */
-export async function withReadOnlyDb<T>(options: Common, fn: (db: Db, loaded: LoadedConfig) => T | Promise<T>): Promise<T> {
+/** Loads the config and opens its store (file or PostgreSQL) read-only for `fn`. */
+export async function withReadOnlyStore<T>(options: Common, fn: (store: Store, loaded: LoadedConfig) => T | Promise<T>): Promise<T> {
   const loaded = loadConfig(options.config, process.env, process.cwd(), { withoutServerSecrets: true });
-  const db = openDatabase(loaded.config.database, { readonly: true });
+  const store = await openStore(loaded.config.database, { readonly: true, connections: 2 });
   try {
-    return await fn(db, loaded);
+    return await fn(store, loaded);
   } finally {
-    db.close();
+    await store.close();
   }
 }
 
@@ -60,8 +60,8 @@ export async function auditLogCommand(
     throw usageError(`--status: "${options.status}" is not a status (${AUDIT_STATUSES.join(', ')})`);
   }
   const range = rangeOf(options);
-  await withReadOnlyDb(options, (db) => {
-    const rows = auditLog(db, {
+  await withReadOnlyStore(options, async (store) => {
+    const rows = await auditLog(store.reader, {
       ...range,
       limit,
       consumer: options.consumer,
@@ -83,8 +83,8 @@ export async function auditLogCommand(
 /** `audit stats`: counts and latency percentiles. */
 export async function auditStatsCommand(options: Common & RangeOptions): Promise<void> {
   const range = rangeOf(options);
-  await withReadOnlyDb(options, (db) => {
-    const stats = auditStats(db, range);
+  await withReadOnlyStore(options, async (store) => {
+    const stats = await auditStats(store.reader, range);
     if (options.json) {
       printJson(stats);
       return;
@@ -111,7 +111,7 @@ export async function auditVerifyCommand(options: Common & { anchor?: string }):
       `--anchor: "${options.anchor}" is not seq:hash as printed by \`audit head\`, with at least the first 16 hex digits of the hash (e.g. 1042:9f86d081884c7d65)`,
     );
   }
-  await withReadOnlyDb(options, (db, loaded) => {
+  await withReadOnlyStore(options, async (store, loaded) => {
     let hmacKey: Buffer | null;
     try {
       hmacKey = gatewaySecrets(loaded.config, process.env).hmacKey;
@@ -120,7 +120,7 @@ export async function auditVerifyCommand(options: Common & { anchor?: string }):
       throw err;
     }
     const started = performance.now();
-    const result = verifyChain(db, { hmacKey, anchor });
+    const result = await store.verify({ hmacKey, anchor });
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     if (options.json) printJson(result);
     if (result.ok) {
@@ -140,8 +140,8 @@ export async function auditVerifyCommand(options: Common & { anchor?: string }):
 
 /** `audit head`: the last row as `seq:hash` (`0:<64 zeros>` for an empty log). */
 export async function auditHeadCommand(options: Common): Promise<void> {
-  await withReadOnlyDb(options, (db) => {
-    const head = chainHead(db);
+  await withReadOnlyStore(options, async (store) => {
+    const head = await store.head();
     if (head.seq > 0 && head.hash === '')
       throw checkFailed('the audit log was written with audit.hashChain off: it has no hashes to anchor');
     if (options.json) printJson(head);
@@ -154,10 +154,10 @@ export async function auditExportCommand(options: Common & RangeOptions & { form
   const format = (options.format ?? 'jsonl') as ExportFormat;
   if (!EXPORT_FORMATS.includes(format)) throw usageError(`--format: "${options.format}" is not one of ${EXPORT_FORMATS.join(', ')}`);
   const range = rangeOf(options);
-  await withReadOnlyDb(options, async (db) => {
+  await withReadOnlyStore(options, async (store) => {
     if (options.out === undefined) {
       try {
-        await exportAudit(db, format, process.stdout, range);
+        await exportAudit(store.reader, format, process.stdout, range);
       } catch (err) {
         // The reader went away (`| head`): not a failure of the export.
         if ((err as NodeJS.ErrnoException).code === 'EPIPE') return;
@@ -168,7 +168,7 @@ export async function auditExportCommand(options: Common & RangeOptions & { form
     const file = await openOutput(options.out);
     let count: number;
     try {
-      count = await exportAudit(db, format, file, range);
+      count = await exportAudit(store.reader, format, file, range);
       file.end();
       await finished(file);
     } catch (err) {

@@ -3,7 +3,6 @@
  * variables, the database and audit settings, and each enabled server started once and listed.
  * Exit 1 when a server does not start.
  */
-import { AuditStore } from '../../audit/store.js';
 import { loadConfig } from '../../config/load.js';
 import { createLogger } from '../../log.js';
 import { GATEWAY_SERVER_ID } from '../../config/schema.js';
@@ -11,8 +10,7 @@ import { GATEWAY_TOOL_NAMES } from '../../front/gateway-tools.js';
 import { Registry } from '../../registry/registry.js';
 import { gatewaySecrets } from '../../secrets/secrets.js';
 import { Redactor } from '../../secrets/redactor.js';
-import { openDatabase } from '../../store/db.js';
-import { KeyStore } from '../../store/keys.js';
+import { openStore, type Store } from '../../store/store.js';
 import { rolesNoPolicyNames, unnamedRolesWarning } from '../../policy/roles.js';
 import { PolicyEngine } from '../../policy/index.js';
 import { JwtVerifier } from '../../identity/jwt.js';
@@ -31,19 +29,20 @@ export async function check(options: { config?: string; json?: boolean }): Promi
   } catch (err) {
     throw new CliError(`${loaded.file}: ${(err as Error).message}`, 2);
   }
-  const db = openDatabase(config.database);
   const keyRoles: { id: string; roles: readonly string[] }[] = [];
+  let store: Store | undefined;
   try {
-    if (config.audit.enabled) new AuditStore(db, { hashChain: config.audit.hashChain, hmacKey: secrets.hmacKey }).checkMode();
+    store = await openStore(config.database, { connections: 2 });
+    if (config.audit.enabled) await store.checkChainMode({ hashChain: config.audit.hashChain, hmacKey: secrets.hmacKey });
     const now = Date.now();
-    for (const k of new KeyStore(db).list()) {
+    for (const k of await store.keys.list()) {
       if (!k.revokedAt && !k.disabled && !(k.expiresAt && Date.parse(k.expiresAt) <= now)) keyRoles.push({ id: k.id, roles: k.roles });
     }
   } catch (err) {
-    db.close();
     throw checkFailed((err as Error).message);
+  } finally {
+    await store?.close();
   }
-  db.close();
   for (const k of config.auth.apiKeys.static) if (k.enabled) keyRoles.push({ id: k.id, roles: k.roles });
   const unnamedRoles = keyRoles
     .map((k) => ({ key: k.id, roles: rolesNoPolicyNames(config.policies, k.roles) }))

@@ -3,8 +3,8 @@ import { loadConfig } from '../../config/load.js';
 import { hashKey } from '../../identity/api-keys.js';
 import { API_KEY_ENV } from '../../identity/authenticate.js';
 import { issueKey, KeyAdminError, rotateKey } from '../../identity/key-admin.js';
-import { openDatabase } from '../../store/db.js';
-import { KeyStore, type KeyRecord } from '../../store/keys.js';
+import type { KeyRecord, KeyStore } from '../../store/keys.js';
+import { openStore } from '../../store/store.js';
 import { rolesNoPolicyNames, unnamedRolesWarning } from '../../policy/roles.js';
 import { checkFailed, usageError } from '../errors.js';
 import { printJson, printTable } from '../output.js';
@@ -16,13 +16,13 @@ interface Common {
   json?: boolean;
 }
 
-function withStore<T>(options: Common, fn: (store: KeyStore, config: ReturnType<typeof loadConfig>) => T): T {
+async function withStore<T>(options: Common, fn: (store: KeyStore, config: ReturnType<typeof loadConfig>) => Promise<T>): Promise<T> {
   const loaded = loadConfig(options.config, process.env, process.cwd(), { withoutServerSecrets: true });
-  const db = openDatabase(loaded.config.database);
+  const store = await openStore(loaded.config.database, { connections: 2 });
   try {
-    return fn(new KeyStore(db), loaded);
+    return await fn(store.keys, loaded);
   } finally {
-    db.close();
+    await store.close();
   }
 }
 
@@ -44,8 +44,8 @@ export async function keysCreate(
     rate = Number(options.rate);
     if (!Number.isFinite(rate) || rate <= 0) throw usageError(`--rate: "${options.rate}" is not a positive number of calls per minute`);
   }
-  withStore(options, (store, loaded) => {
-    const { record, key } = issueKey(store, loaded.config, { name, consumerId, roles: roleList, expiresAt, ratePerMinute: rate });
+  await withStore(options, async (store, loaded) => {
+    const { record, key } = await issueKey(store, loaded.config, { name, consumerId, roles: roleList, expiresAt, ratePerMinute: rate });
     printNewKey(record, key, loaded.file, options.json);
     // Created all the same (a policy may be added next), but a typo in a role is said at once.
     const unnamed = rolesNoPolicyNames(loaded.config.policies, roleList);
@@ -56,10 +56,10 @@ export async function keysCreate(
 }
 
 export async function keysList(options: Common): Promise<void> {
-  withStore(options, (store, loaded) => {
+  await withStore(options, async (store, loaded) => {
     const now = Date.now();
     const rows = [
-      ...store.list().map((k) => ({ ...describe(k, now), source: 'database' })),
+      ...(await store.list()).map((k) => ({ ...describe(k, now), source: 'database' })),
       ...loaded.config.auth.apiKeys.static.map((k) => ({
         id: k.id,
         name: k.name ?? '',
@@ -83,8 +83,8 @@ export async function keysList(options: Common): Promise<void> {
 }
 
 export async function keysRevoke(keyId: string, options: Common): Promise<void> {
-  withStore(options, (store, loaded) => {
-    const key = store.get(keyId);
+  await withStore(options, async (store, loaded) => {
+    const key = await store.get(keyId);
     if (!key) {
       const isStatic = loaded.config.auth.apiKeys.static.some((k) => k.id === keyId);
       throw checkFailed(isStatic ? `key ${keyId} is defined in the config: remove it or set enabled: false there` : `no key ${keyId}`);
@@ -93,7 +93,7 @@ export async function keysRevoke(keyId: string, options: Common): Promise<void> 
       process.stdout.write(`key ${keyId} was already revoked at ${key.revokedAt}\n`);
       return;
     }
-    store.revoke(keyId, new Date().toISOString());
+    await store.revoke(keyId, new Date().toISOString());
     process.stdout.write(
       `revoked key ${keyId} (${key.name}, consumer ${key.consumerId}); running gateways refuse it from their next request\n`,
     );
@@ -101,9 +101,9 @@ export async function keysRevoke(keyId: string, options: Common): Promise<void> 
 }
 
 export async function keysRotate(keyId: string, options: Common): Promise<void> {
-  withStore(options, (store, loaded) => {
+  await withStore(options, async (store, loaded) => {
     try {
-      const { record, key, old } = rotateKey(store, loaded.config, keyId);
+      const { record, key, old } = await rotateKey(store, loaded.config, keyId);
       if (!options.json) process.stdout.write(`revoked key ${old.id}; its replacement:\n`);
       printNewKey(record, key, loaded.file, options.json);
     } catch (err) {

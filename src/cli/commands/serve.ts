@@ -38,7 +38,7 @@ export async function serve(options: { config?: string; http?: string | boolean 
   const httpListen = typeof options.http === 'string' ? options.http : (httpConfig?.listen ?? '127.0.0.1:8080');
   let gateway: Gateway;
   try {
-    gateway = createGateway({
+    gateway = await createGateway({
       loaded,
       env: process.env,
       logger,

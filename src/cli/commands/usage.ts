@@ -3,11 +3,11 @@
  * tool (design §7), read-only. Counters reach the file within a second of a call.
  */
 import { USAGE_GROUPS, usageReport, type UsageBy, type UsageReport } from '../../metering/report.js';
-import { HOUR_MS, hourFloor, UsageStore } from '../../metering/store.js';
+import { HOUR_MS, hourFloor } from '../../metering/store.js';
 import { usageError } from '../errors.js';
 import { formatCost, formatCount, formatMs, formatTable, printJson, type Column } from '../output.js';
 import { formatUtc } from '../time.js';
-import { rangeOf, withReadOnlyDb } from './audit.js';
+import { rangeOf, withReadOnlyStore } from './audit.js';
 
 /** `usage [consumerId]`: the hours counted and a table with a TOTAL line, or `--json`. */
 export async function usageCommand(
@@ -18,8 +18,8 @@ export async function usageCommand(
   if (!USAGE_GROUPS.includes(by)) throw usageError(`--by: "${options.by}" is not one of ${USAGE_GROUPS.join(', ')}`);
   if (consumerId !== undefined && !consumerId.trim()) throw usageError('consumerId must not be empty');
   const range = rangeOf(options);
-  await withReadOnlyDb(options, (db) => {
-    const report = usageReport(new UsageStore(db), { ...range, consumerId, by });
+  await withReadOnlyStore(options, async (store) => {
+    const report = await usageReport(store.reader, { ...range, consumerId, by });
     if (options.json) printJson(report);
     else process.stdout.write(usageText(report));
   });

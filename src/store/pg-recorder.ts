@@ -1,0 +1,301 @@
+/**
+ * The recorder on PostgreSQL. One commit at a time per process: the rows of every request that
+ * ends while a commit is in flight wait for the next one and share it (group commit), so a replica
+ * pays one round of transaction, lock and fsync for many calls. Each commit locks the chain head
+ * (`audit_head`, FOR UPDATE), which serialises appends from all replicas into one gapless chain,
+ * inserts its rows and the usage counters, moves the head, and commits; only then do the replies
+ * of those requests go out.
+ *
+ * When the database goes away, the commit is tried again (with backoff) for up to a
+ * `retryWindowMs`: the records of requests already forwarded are kept and written once it is back,
+ * and new requests are refused (`canAccept`) meanwhile. A commit whose outcome is unknown (the
+ * connection broke during COMMIT) is not written twice: the next attempt finds its last row by
+ * seq and hash.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { rowHash } from '../audit/chain.js';
+import { storable, type AuditDraft, type ChainOptions } from '../audit/store.js';
+import type { Logger } from '../log.js';
+import type { UsageDelta } from '../metering/store.js';
+import type { PgDatabase } from './pg.js';
+import { isConnectionError } from './pg.js';
+import { UsageBuffer, type Recorder, type UsageSum } from './recorder.js';
+
+interface Entry {
+  readonly audit: AuditDraft;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+}
+
+/** Rows in one commit at most (19 parameters each, under PostgreSQL's 65,535). */
+const MAX_BATCH = 1_000;
+/** Usage rows in one statement at most (11 parameters each). */
+const USAGE_CHUNK = 2_000;
+const USAGE_FLUSH_MS = 1_000;
+const PROBE_INTERVAL_MS = 1_000;
+
+const AUDIT_COLUMNS =
+  'seq, ts, consumer_id, key_id, auth_method, roles, server, kind, name, arguments, result, status, error, latency_ms, decided_by, method, meta, prev_hash, hash';
+const USAGE_COLUMNS = 'hour, consumer_id, server, tool, calls, errors, denied, rate_limited, latency_sum_ms, latency_max_ms, cost';
+const USAGE_CONFLICT = `ON CONFLICT (hour, consumer_id, server, tool) DO UPDATE SET
+  calls = usage_hourly.calls + excluded.calls,
+  errors = usage_hourly.errors + excluded.errors,
+  denied = usage_hourly.denied + excluded.denied,
+  rate_limited = usage_hourly.rate_limited + excluded.rate_limited,
+  latency_sum_ms = usage_hourly.latency_sum_ms + excluded.latency_sum_ms,
+  latency_max_ms = greatest(usage_hourly.latency_max_ms, excluded.latency_max_ms),
+  cost = usage_hourly.cost + excluded.cost`;
+
+export interface PgRecorderOptions {
+  /** The audit chain, or null when audit is off (usage only). */
+  readonly chain: ChainOptions | null;
+  readonly meterUsage: boolean;
+  /** How long records of forwarded requests wait for an unreachable database (ms). */
+  readonly retryWindowMs?: number;
+}
+
+/** Where a commit that may have landed left the chain: its last row. */
+interface Attempt {
+  seq: number;
+  hash: string;
+}
+
+export class PgRecorder implements Recorder {
+  onCommit: ((seconds: number) => void) | undefined;
+  private queue: Entry[] = [];
+  private running = false;
+  private readonly usage = new UsageBuffer();
+  private usageDue = false;
+  private usageTimer: NodeJS.Timeout | null = null;
+  private degraded: { since: number; reason: string } | null = null;
+  private lastProbe = 0;
+  private probing = false;
+  private idle: (() => void)[] = [];
+  private readonly retryWindowMs: number;
+
+  constructor(
+    private readonly db: PgDatabase,
+    private readonly options: PgRecorderOptions,
+    private readonly log: Logger,
+  ) {
+    this.retryWindowMs = options.retryWindowMs ?? 30_000;
+  }
+
+  get refusal(): string | null {
+    return this.degraded?.reason ?? null;
+  }
+
+  canAccept(now = Date.now()): boolean {
+    if (!this.degraded) return true;
+    // Retries of queued records say when the database is back; with none queued, a probe does.
+    if (!this.running && !this.probing && now - this.lastProbe >= PROBE_INTERVAL_MS) {
+      this.lastProbe = now;
+      this.probing = true;
+      this.db
+        .query('SELECT 1')
+        .then(() => this.recovered())
+        .catch(() => {})
+        .finally(() => (this.probing = false));
+    }
+    return false;
+  }
+
+  audit(draft: AuditDraft): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ audit: draft, resolve, reject });
+      this.kick();
+    });
+  }
+
+  addUsage(delta: UsageDelta): void {
+    if (!this.options.meterUsage) return;
+    this.usage.add(delta);
+    if (!this.usageTimer) {
+      this.usageTimer = setTimeout(() => {
+        this.usageTimer = null;
+        this.usageDue = true;
+        this.kick();
+      }, USAGE_FLUSH_MS);
+      this.usageTimer.unref();
+    }
+  }
+
+  async flush(withUsage = false): Promise<void> {
+    if (withUsage && this.usage.size > 0) this.usageDue = true;
+    this.kick();
+    if (this.running) await new Promise<void>((resolve) => this.idle.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    if (this.usageTimer) clearTimeout(this.usageTimer);
+    this.usageTimer = null;
+    await this.flush(true);
+  }
+
+  private kick(): void {
+    if (this.running) return;
+    if (this.queue.length === 0 && !(this.usageDue && this.usage.size > 0)) return;
+    this.running = true;
+    // After the promise chains of the current input settle: everything that ended with it shares one commit.
+    process.nextTick(() => void this.run());
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.queue.length > 0 || (this.usageDue && this.usage.size > 0)) {
+        const entries = this.queue.splice(0, MAX_BATCH);
+        let usage: UsageSum[] = [];
+        if (this.usageDue || this.usage.size > 64) {
+          this.usageDue = false;
+          if (this.usageTimer) clearTimeout(this.usageTimer);
+          this.usageTimer = null;
+          usage = this.usage.take();
+        }
+        await this.commitWithRetry(entries, usage);
+      }
+    } finally {
+      this.running = false;
+      for (const resolve of this.idle.splice(0)) resolve();
+    }
+  }
+
+  private async commitWithRetry(entries: readonly Entry[], usage: readonly UsageSum[]): Promise<void> {
+    const started = Date.now();
+    let delay = 100;
+    const attempt: Attempt = { seq: 0, hash: '' };
+    let maybeLanded = false;
+    for (;;) {
+      try {
+        const t0 = performance.now();
+        await this.commit(entries, usage, attempt, maybeLanded);
+        this.onCommit?.((performance.now() - t0) / 1000);
+        this.recovered();
+        for (const e of entries) e.resolve();
+        return;
+      } catch (err) {
+        this.degrade(err as Error);
+        const transient = isConnectionError(err);
+        maybeLanded ||= transient && attempt.seq > 0;
+        if (!transient || Date.now() - started + delay > this.retryWindowMs) {
+          for (const e of entries) e.reject(err as Error);
+          // Counters are kept for the next commit when the database was away; ones it refused
+          // would fail every later commit with them, so they are dropped (and said so).
+          if (transient) for (const u of usage) this.usage.add(u);
+          else if (usage.length > 0)
+            this.log.error(`dropped ${usage.length} usage counters the database refused (${(err as Error).message})`);
+          return;
+        }
+        await sleep(delay);
+        delay = Math.min(delay * 2, 2_000);
+      }
+    }
+  }
+
+  /**
+   * One transaction: lock the head, append the rows after it, move it, add the usage. When an
+   * earlier attempt of the same rows may have committed, the chain is looked at first.
+   */
+  private async commit(entries: readonly Entry[], usage: readonly UsageSum[], attempt: Attempt, maybeLanded: boolean): Promise<void> {
+    await this.db.transaction(async (client) => {
+      const chain = this.options.chain;
+      let values: unknown[] = [];
+      const statements: string[] = [];
+      if (chain && entries.length > 0) {
+        const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE'))
+          .rows[0];
+        if (!head) throw new Error('audit_head has no row: the database was altered');
+        if (maybeLanded && head.seq >= attempt.seq) {
+          const landed = await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [attempt.seq]);
+          if (landed.rows[0]?.hash === attempt.hash) return; // the earlier COMMIT went through
+        }
+        let seq = head.seq;
+        let prev = head.hash;
+        const rows: string[] = [];
+        for (const e of entries) {
+          seq++;
+          const c = storable(e.audit, true);
+          const hash = chain.hashChain ? rowHash(prev, { ...c, seq }, chain.hmacKey) : '';
+          const base = values.length;
+          rows.push(`(${Array.from({ length: 19 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
+          values.push(
+            seq,
+            c.ts,
+            c.consumer_id,
+            c.key_id,
+            c.auth_method,
+            c.roles,
+            c.server,
+            c.kind,
+            c.name,
+            c.arguments,
+            c.result,
+            c.status,
+            c.error,
+            c.latency_ms,
+            c.decided_by,
+            c.method ?? null,
+            c.meta ?? null,
+            chain.hashChain ? prev : '',
+            hash,
+          );
+          prev = hash;
+        }
+        attempt.seq = seq;
+        attempt.hash = prev;
+        statements.push(`a AS (INSERT INTO audit_log (${AUDIT_COLUMNS}) VALUES ${rows.join(', ')})`);
+        statements.push(`h AS (UPDATE audit_head SET seq = $${values.length + 1}, hash = $${values.length + 2} WHERE id = 1)`);
+        values.push(seq, prev);
+      }
+      // The rows, the head and the first usage rows in one statement (one round trip).
+      const first = usage.slice(0, USAGE_CHUNK);
+      if (first.length > 0 || statements.length > 0) {
+        const tail = first.length > 0 ? usageInsert(first, values) : 'SELECT 1';
+        await client.query(statements.length > 0 ? `WITH ${statements.join(', ')} ${tail}` : tail, values);
+      }
+      for (let i = USAGE_CHUNK; i < usage.length; i += USAGE_CHUNK) {
+        values = [];
+        await client.query(usageInsert(usage.slice(i, i + USAGE_CHUNK), values), values);
+      }
+    });
+  }
+
+  private degrade(err: Error): void {
+    if (this.degraded) return;
+    this.degraded = { since: Date.now(), reason: `cannot write the audit database: ${err.message}` };
+    this.lastProbe = Date.now();
+    this.log.error(`cannot write the database (${err.message}); refusing new requests until it can`);
+  }
+
+  private recovered(): void {
+    if (!this.degraded) return;
+    this.log.warn(`the database is writable again after ${Math.round((Date.now() - this.degraded.since) / 1000)} s; accepting requests`);
+    this.degraded = null;
+  }
+}
+
+/** Text as PostgreSQL can hold it: U+0000 (which an agent can put in a tool name) becomes U+FFFD. */
+function pgText(text: string): string {
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text;
+}
+
+/** An INSERT … ON CONFLICT of usage rows, its values appended to `values`. */
+function usageInsert(usage: readonly UsageSum[], values: unknown[]): string {
+  const rows = usage.map((u) => {
+    const base = values.length;
+    values.push(
+      u.hour,
+      pgText(u.consumer_id),
+      pgText(u.server),
+      pgText(u.tool),
+      u.calls,
+      u.errors,
+      u.denied,
+      u.rate_limited,
+      u.latency_ms,
+      u.latency_max_ms,
+      u.cost,
+    );
+    return `(${Array.from({ length: 11 }, (_, i) => `$${base + i + 1}`).join(', ')})`;
+  });
+  return `INSERT INTO usage_hourly (${USAGE_COLUMNS}) VALUES ${rows.join(', ')} ${USAGE_CONFLICT}`;
+}
