@@ -106,7 +106,12 @@ export class HttpFront {
     const host = parseHost(o.listen);
     // Localhost names only when bound to loopback; otherwise only what the config names.
     const loopback = host === 'localhost' || host.startsWith('127.') || host === '::1' || host === '[::1]';
-    const named = [...(http.allowedHosts ?? []), ...(this.resourceUrl ? [bracketed(this.resourceUrl.hostname)] : [])];
+    const named = [
+      ...(http.allowedHosts ?? []),
+      ...(this.resourceUrl ? [bracketed(this.resourceUrl.hostname)] : []),
+      // The name the other replicas use for this one (their forwarded retries carry it as Host).
+      ...(http.replicaUrl ? [bracketed(new URL(http.replicaUrl).hostname)] : []),
+    ];
     this.hosts = [...(loopback ? localhostAllowedHostnames() : []), ...named];
     this.origins = http.allowedOrigins ?? this.hosts;
     this.unauthenticated = new PerIpWindow(http.unauthenticatedPerMinute, 60_000);
@@ -433,6 +438,8 @@ export class HttpFront {
       if (!open || open.owner !== owner || (await this.sessions.endedElsewhere(id)))
         return rpcReply(res, 404, 'Session not found', {}, -32001);
       open.binding.current = session;
+      // Ended for every replica before the answer says so: a request right after it is refused on all.
+      if (req.method === 'DELETE') await this.sessions.markEnded(open);
       return open.serve(req, res, body);
     }
     if (req.method !== 'POST' || !isInitialize(body))
@@ -600,7 +607,6 @@ class LegacySession {
       this.open--;
       this.lastSeen = Date.now();
     });
-    if (req.method === 'DELETE') this.deleted = true;
     if (req.method === 'GET' && this.bus) {
       const stop = this.bus.listen(this.id, (message) => void this.sendHere(message as JSONRPCMessage).catch(() => {}));
       res.once('close', stop);
@@ -677,6 +683,15 @@ class LegacySessions {
     return pending;
   }
 
+  /** Records in the store that a session ended (its agent's DELETE), so no replica serves it again. */
+  async markEnded(session: LegacySession): Promise<void> {
+    session.deleted = true;
+    const now = Date.now();
+    await this.store
+      .endSession(sessionIdHash(session.id), new Date(now).toISOString(), new Date(now - this.limits.maxAgeMs).toISOString())
+      .catch((err: Error) => this.log.warn(`could not record the end of a session in the store (${err.message})`));
+  }
+
   /** Whether the session was ended by its agent or for idleness, on any process of this store. */
   endedElsewhere(id: string): Promise<boolean> {
     return this.store.sessionEnded(sessionIdHash(id));
@@ -697,10 +712,7 @@ class LegacySessions {
     this.log.debug(`session of "${session.identity.consumerId}" ended: ${why}`);
     const closed = session.close();
     if (!forEveryone) return closed;
-    const now = Date.now();
-    const recorded = this.store
-      .endSession(sessionIdHash(session.id), new Date(now).toISOString(), new Date(now - this.limits.maxAgeMs).toISOString())
-      .catch((err: Error) => this.log.warn(`could not record the end of a session in the store (${err.message})`));
+    const recorded = this.markEnded(session);
     return Promise.all([closed, recorded]).then(() => {});
   }
 

@@ -33,6 +33,8 @@ const MAX_BATCH = 1_000;
 const USAGE_CHUNK = 2_000;
 const USAGE_FLUSH_MS = 1_000;
 const PROBE_INTERVAL_MS = 1_000;
+/** How often an idle recorder checks that the database answers. */
+const HEALTH_INTERVAL_MS = 2_000;
 
 const AUDIT_COLUMNS =
   'seq, ts, consumer_id, key_id, auth_method, roles, server, kind, name, arguments, result, status, error, latency_ms, decided_by, method, meta, prev_hash, hash';
@@ -79,6 +81,25 @@ export class PgRecorder implements Recorder {
     private readonly log: Logger,
   ) {
     this.retryWindowMs = options.retryWindowMs ?? 30_000;
+    // A database that went away is noticed between requests too: new requests are refused at
+    // once (not after a failed commit) and /readyz says so.
+    this.health = setInterval(() => this.ping(), HEALTH_INTERVAL_MS);
+    this.health.unref();
+  }
+
+  private readonly health: NodeJS.Timeout;
+
+  private ping(): void {
+    if (this.probing || this.running) return;
+    this.probing = true;
+    this.lastProbe = Date.now();
+    this.db
+      .query('SELECT 1')
+      .then(
+        () => this.recovered(),
+        (err: Error) => this.degrade(err),
+      )
+      .finally(() => (this.probing = false));
   }
 
   get refusal(): string | null {
@@ -88,15 +109,7 @@ export class PgRecorder implements Recorder {
   canAccept(now = Date.now()): boolean {
     if (!this.degraded) return true;
     // Retries of queued records say when the database is back; with none queued, a probe does.
-    if (!this.running && !this.probing && now - this.lastProbe >= PROBE_INTERVAL_MS) {
-      this.lastProbe = now;
-      this.probing = true;
-      this.db
-        .query('SELECT 1')
-        .then(() => this.recovered())
-        .catch(() => {})
-        .finally(() => (this.probing = false));
-    }
+    if (now - this.lastProbe >= PROBE_INTERVAL_MS) this.ping();
     return false;
   }
 
@@ -127,6 +140,7 @@ export class PgRecorder implements Recorder {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.health);
     if (this.usageTimer) clearTimeout(this.usageTimer);
     this.usageTimer = null;
     await this.flush(true);

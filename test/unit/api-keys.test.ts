@@ -297,6 +297,18 @@ describeEngines(engines, 'authenticate with database keys', (t) => {
 
   test('two rotations of one key at once: exactly one succeeds, the other says the key was revoked', async () => {
     const { record } = await newDbKey({ ratePerMinute: 10 });
+    // Each rotation reads the key before the other writes: both go on to the transaction, where the race is decided.
+    const keys0 = store();
+    const read = keys0.get.bind(keys0);
+    let reads = 0;
+    let bothRead!: () => void;
+    const barrier = new Promise<void>((resolve) => (bothRead = resolve));
+    vi.spyOn(keys0, 'get').mockImplementation(async (id) => {
+      const value = await read(id);
+      if (id === record.id && ++reads === 2) bothRead();
+      if (id === record.id) await barrier;
+      return value;
+    });
     const replace = vi.spyOn(store(), 'replace');
     const outcomes = await Promise.allSettled([rotateKey(store(), config(), record.id), rotateKey(store(), config(), record.id)]);
     // Both found the key unrevoked and got as far as the transaction: the race was decided there.
