@@ -65,32 +65,10 @@ export class AuditStore {
     const last = this.lastStmt.get();
     let seq = last?.seq ?? 0;
     let prev = last?.hash ?? GENESIS_HASH;
-    const { hashChain, hmacKey } = this.chain;
     for (const draft of drafts) {
       seq++;
-      const c = storable(draft, false);
-      const hash = hashChain ? rowHash(prev, { ...c, seq }, hmacKey) : '';
-      this.insertStmt.run(
-        seq,
-        c.ts,
-        c.consumer_id,
-        c.key_id,
-        c.auth_method,
-        c.roles,
-        c.server,
-        c.kind,
-        c.name,
-        c.arguments,
-        c.result,
-        c.status,
-        c.error,
-        c.latency_ms,
-        c.decided_by,
-        c.method ?? null,
-        c.meta ?? null,
-        hashChain ? prev : '',
-        hash,
-      );
+      const { values, hash } = chainRow(storable(draft, false), seq, prev, this.chain);
+      this.insertStmt.run(...(values as InsertParams));
       prev = hash;
     }
   }
@@ -99,6 +77,36 @@ export class AuditStore {
   head(): { seq: number; hash: string } | null {
     return this.lastStmt.get() ?? null;
   }
+}
+
+/**
+ * A draft's place in the chain: its hash after `prev`, and the values of the INSERT in the column
+ * order both engines use (seq … meta, prev_hash, hash).
+ */
+export function chainRow(c: AuditDraft, seq: number, prev: string, chain: ChainOptions): { values: unknown[]; hash: string } {
+  const hash = chain.hashChain ? rowHash(prev, { ...c, seq }, chain.hmacKey) : '';
+  const values = [
+    seq,
+    c.ts,
+    c.consumer_id,
+    c.key_id,
+    c.auth_method,
+    c.roles,
+    c.server,
+    c.kind,
+    c.name,
+    c.arguments,
+    c.result,
+    c.status,
+    c.error,
+    c.latency_ms,
+    c.decided_by,
+    c.method ?? null,
+    c.meta ?? null,
+    chain.hashChain ? prev : '',
+    hash,
+  ];
+  return { values, hash };
 }
 
 /**

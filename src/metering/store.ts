@@ -102,7 +102,10 @@ export async function usageQuery(db: Reader, q: UsageQuery): Promise<UsageRow[]>
       min(hour) AS first_hour, max(hour) AS last_hour
     FROM usage_hourly ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
     ${group.length ? `GROUP BY ${group.join(', ')} ORDER BY ${group.join(', ')}` : ''}`;
-  return (await db.all<UsageRow>(sql, params)).filter((r) => r.calls !== null);
+  const rows = (await db.all<UsageRow>(sql, params)).filter((r) => r.calls !== null);
+  // Ordered here, by code unit, the same on both engines (a PostgreSQL collation may order otherwise).
+  const key = (r: UsageRow) => group.map((c) => r[c as 'consumer_id' | 'server' | 'tool']).join('\u0000');
+  return rows.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 
 /** The length of a usage bucket. */

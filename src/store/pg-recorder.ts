@@ -13,8 +13,7 @@
  * seq and hash.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rowHash } from '../audit/chain.js';
-import { storable, type AuditDraft, type ChainOptions } from '../audit/store.js';
+import { chainRow, storable, type AuditDraft, type ChainOptions } from '../audit/store.js';
 import type { Logger } from '../log.js';
 import type { UsageDelta } from '../metering/store.js';
 import type { PgDatabase } from './pg.js';
@@ -210,13 +209,15 @@ export class PgRecorder implements Recorder {
    * earlier attempt of the same rows may have committed, the chain is looked at first.
    */
   private async commit(entries: readonly Entry[], usage: readonly UsageSum[], attempt: Attempt, maybeLanded: boolean): Promise<void> {
-    await this.db.transaction(async (client) => {
-      const chain = this.options.chain;
+    const chain = this.options.chain;
+    const appending = chain !== null && entries.length > 0;
+    // The head is locked in the round trip that begins the transaction.
+    const lockHead = appending ? 'SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE' : undefined;
+    await this.db.transaction(async (client, headRows) => {
       let values: unknown[] = [];
       const statements: string[] = [];
-      if (chain && entries.length > 0) {
-        const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE'))
-          .rows[0];
+      if (chain && appending) {
+        const head = headRows[0] as { seq: number; hash: string } | undefined;
         if (!head) throw new Error('audit_head has no row: the database was altered');
         if (maybeLanded && head.seq >= attempt.seq) {
           const landed = await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [attempt.seq]);
@@ -227,31 +228,11 @@ export class PgRecorder implements Recorder {
         const rows: string[] = [];
         for (const e of entries) {
           seq++;
-          const c = storable(e.audit, true);
-          const hash = chain.hashChain ? rowHash(prev, { ...c, seq }, chain.hmacKey) : '';
+          const row = chainRow(storable(e.audit, true), seq, prev, chain);
           const base = values.length;
-          rows.push(`(${Array.from({ length: 19 }, (_, i) => `$${base + i + 1}`).join(', ')})`);
-          values.push(
-            seq,
-            c.ts,
-            c.consumer_id,
-            c.key_id,
-            c.auth_method,
-            c.roles,
-            c.server,
-            c.kind,
-            c.name,
-            c.arguments,
-            c.result,
-            c.status,
-            c.error,
-            c.latency_ms,
-            c.decided_by,
-            c.method ?? null,
-            c.meta ?? null,
-            chain.hashChain ? prev : '',
-            hash,
-          );
+          rows.push(`(${row.values.map((_, i) => `$${base + i + 1}`).join(', ')})`);
+          values.push(...row.values);
+          const hash = row.hash;
           prev = hash;
         }
         attempt.seq = seq;
@@ -270,7 +251,7 @@ export class PgRecorder implements Recorder {
         values = [];
         await client.query(usageInsert(usage.slice(i, i + USAGE_CHUNK), values), values);
       }
-    });
+    }, lockHead);
   }
 
   private degrade(err: Error): void {

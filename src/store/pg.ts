@@ -22,7 +22,9 @@ export function describeUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
-    return u.toString();
+    // pg also takes the password as a query parameter.
+    if (u.searchParams.has('password')) u.searchParams.set('password', '***');
+    return u.toString().replace('password=%2A%2A%2A', 'password=***');
   } catch {
     return 'postgres://… (an unparseable URL)';
   }
@@ -32,8 +34,9 @@ export function describeUrl(url: string): string {
 export function urlPassword(database: string): { name: string; value: string }[] {
   if (!isPostgresUrl(database)) return [];
   try {
-    const password = decodeURIComponent(new URL(database).password);
-    return password ? [{ name: 'database password', value: password }] : [];
+    const url = new URL(database);
+    const passwords = [decodeURIComponent(url.password), url.searchParams.get('password') ?? ''].filter(Boolean);
+    return passwords.map((value) => ({ name: 'database password', value }));
   } catch {
     return [];
   }
@@ -173,13 +176,18 @@ export class PgDatabase {
     return db;
   }
 
-  /** Runs `fn` in a transaction on one connection; rolls back when it throws. */
-  async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in a transaction on one connection; rolls back when it throws. `first`, a statement
+   * without parameters, is sent with BEGIN in one round trip; `fn` gets its rows.
+   */
+  async transaction<T>(fn: (client: pg.PoolClient, firstRows: pg.QueryResultRow[]) => Promise<T>, first?: string): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
-      await client.query('BEGIN');
-      const result = await fn(client);
+      let rows: pg.QueryResultRow[] = [];
+      if (first === undefined) await client.query('BEGIN');
+      else rows = ((await client.query(`BEGIN; ${first}`)) as unknown as pg.QueryResult[])[1]!.rows;
+      const result = await fn(client, rows);
       await client.query('COMMIT');
       return result;
     } catch (err) {

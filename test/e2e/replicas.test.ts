@@ -75,6 +75,15 @@ async function replicas(n: number, config: Record<string, unknown>, tool = 'echo
   return { gws, lb };
 }
 
+/** Waits (up to 10 s) until the agent's calls are answered again. */
+async function answersAgain(agent: ModernClient): Promise<void> {
+  await waitFor(
+    async () => ((await call(agent, 'echo__echo', { message: 'back' }).then(textOf, () => '')) === 'back' ? true : undefined),
+    10_000,
+    'calls answered again',
+  );
+}
+
 async function verify(configFile: string, env: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
   const run = await cli(['audit', 'verify', '--config', configFile], { env });
   return { code: run.code, out: run.stdout + run.stderr };
@@ -291,13 +300,7 @@ describe.skipIf(!up)('PostgreSQL or Redis going away mid-run', () => {
 
     gate.restore();
     expect(textOf(await inFlight)).toBe('slept 1500');
-    let back: Obj | undefined;
-    for (let i = 0; i < 40; i++) {
-      back = await call(agent, 'echo__echo', { message: 'back' });
-      if (textOf(back) === 'back') break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    expect(textOf(back!)).toBe('back');
+    await answersAgain(agent);
     const inFlightRows = await pgQuery(db!.url, "SELECT seq FROM audit_log WHERE name = 'sleep' AND status = 'ok'");
     expect(inFlightRows).toHaveLength(1);
     // Nothing that was refused reached the child or the chain as a success, and the chain holds.
@@ -325,13 +328,7 @@ describe.skipIf(!up)('PostgreSQL or Redis going away mid-run', () => {
     const refused = await call(agent, 'echo__echo', { message: 'redis-down' });
     expect(errorCode(refused)).toBe('SERVER_UNAVAILABLE');
     gate.restore();
-    let back: Obj | undefined;
-    for (let i = 0; i < 40; i++) {
-      back = await call(agent, 'echo__echo', { message: 'back' });
-      if (textOf(back) === 'back') break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    expect(textOf(back!)).toBe('back');
+    await answersAgain(agent);
     const rows = await pgQuery<{ status: string; decided_by: string }>(
       db!.url,
       "SELECT status, decided_by FROM audit_log WHERE name = 'echo' AND arguments LIKE '%redis-down%'",
