@@ -72,6 +72,8 @@ export class PgRecorder implements Recorder {
   private lastProbe = 0;
   private probing = false;
   private idle: (() => void)[] = [];
+  /** The head as this recorder last wrote it (or read it under the lock): where the next rows go. */
+  private known: { seq: number; hash: string } | undefined;
   private readonly retryWindowMs: number;
 
   constructor(
@@ -205,12 +207,39 @@ export class PgRecorder implements Recorder {
   }
 
   /**
-   * One transaction: lock the head, append the rows after it, move it, add the usage. When an
-   * earlier attempt of the same rows may have committed, the chain is looked at first.
+   * Writes the rows after the head and moves it, with the usage counters, atomically. The usual
+   * way is one statement (one round trip, no wait for a lock): the rows are chained after the head
+   * this recorder last wrote, and the statement moves the head only if it is still that one. When
+   * another replica appended meanwhile (or this recorder knows no head yet, or an earlier attempt
+   * may have landed), a transaction locks the head, reads it and appends after it.
    */
   private async commit(entries: readonly Entry[], usage: readonly UsageSum[], attempt: Attempt, maybeLanded: boolean): Promise<void> {
     const chain = this.options.chain;
     const appending = chain !== null && entries.length > 0;
+    if (!appending && usage.length <= USAGE_CHUNK) {
+      const values: unknown[] = [];
+      if (usage.length > 0) await this.db.query(usageInsert(usage, values, false), values);
+      return;
+    }
+    if (chain && appending && this.known && !maybeLanded && usage.length <= USAGE_CHUNK) {
+      const values: unknown[] = [];
+      const rows = this.chainRows(entries, this.known, chain, values, attempt);
+      const [from, to] = [values.length + 1, values.length + 3];
+      values.push(this.known.seq, this.known.hash, attempt.seq, attempt.hash);
+      const sql =
+        `WITH h AS (UPDATE audit_head SET seq = $${to}, hash = $${to + 1} WHERE id = 1 AND seq = $${from} AND hash = $${from + 1} RETURNING 1), ` +
+        `a AS (INSERT INTO audit_log (${AUDIT_COLUMNS}) SELECT * FROM (VALUES ${rows}) AS v WHERE EXISTS (SELECT 1 FROM h))` +
+        (usage.length > 0 ? `, u AS (${usageInsert(usage, values, true)})` : '') +
+        ' SELECT count(*)::int AS n FROM h';
+      // Prepared once per connection for the common shapes (a few rows, no usage): not planned per call.
+      const name = usage.length === 0 && entries.length <= 8 ? `mcp_gateway_append_${entries.length}` : undefined;
+      const moved = (await this.db.pool.query<{ n: number }>({ text: sql, values, ...(name ? { name } : {}) })).rows[0]?.n === 1;
+      if (moved) {
+        this.known = { seq: attempt.seq, hash: attempt.hash };
+        return;
+      }
+      this.known = undefined; // another replica appended: read the head under its lock
+    }
     // The head is locked in the round trip that begins the transaction.
     const lockHead = appending ? 'SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE' : undefined;
     await this.db.transaction(async (client, headRows) => {
@@ -221,37 +250,50 @@ export class PgRecorder implements Recorder {
         if (!head) throw new Error('audit_head has no row: the database was altered');
         if (maybeLanded && head.seq >= attempt.seq) {
           const landed = await client.query<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = $1', [attempt.seq]);
-          if (landed.rows[0]?.hash === attempt.hash) return; // the earlier COMMIT went through
+          if (landed.rows[0]?.hash === attempt.hash) return; // the earlier attempt went through
         }
-        let seq = head.seq;
-        let prev = head.hash;
-        const rows: string[] = [];
-        for (const e of entries) {
-          seq++;
-          const row = chainRow(storable(e.audit, true), seq, prev, chain);
-          const base = values.length;
-          rows.push(`(${row.values.map((_, i) => `$${base + i + 1}`).join(', ')})`);
-          values.push(...row.values);
-          const hash = row.hash;
-          prev = hash;
-        }
-        attempt.seq = seq;
-        attempt.hash = prev;
-        statements.push(`a AS (INSERT INTO audit_log (${AUDIT_COLUMNS}) VALUES ${rows.join(', ')})`);
+        const rows = this.chainRows(entries, head, chain, values, attempt);
+        statements.push(`a AS (INSERT INTO audit_log (${AUDIT_COLUMNS}) VALUES ${rows})`);
         statements.push(`h AS (UPDATE audit_head SET seq = $${values.length + 1}, hash = $${values.length + 2} WHERE id = 1)`);
-        values.push(seq, prev);
+        values.push(attempt.seq, attempt.hash);
       }
-      // The rows, the head and the first usage rows in one statement (one round trip).
+      // The rows, the head and the first usage rows in one statement.
       const first = usage.slice(0, USAGE_CHUNK);
       if (first.length > 0 || statements.length > 0) {
-        const tail = first.length > 0 ? usageInsert(first, values) : 'SELECT 1';
+        const tail = first.length > 0 ? usageInsert(first, values, false) : 'SELECT 1';
         await client.query(statements.length > 0 ? `WITH ${statements.join(', ')} ${tail}` : tail, values);
       }
       for (let i = USAGE_CHUNK; i < usage.length; i += USAGE_CHUNK) {
         values = [];
-        await client.query(usageInsert(usage.slice(i, i + USAGE_CHUNK), values), values);
+        await client.query(usageInsert(usage.slice(i, i + USAGE_CHUNK), values, false), values);
       }
     }, lockHead);
+    if (appending) this.known = { seq: attempt.seq, hash: attempt.hash };
+  }
+
+  /**
+   * The entries chained after `head`: their VALUES list (parameters appended to `values`), and the
+   * new head in `attempt`.
+   */
+  private chainRows(
+    entries: readonly Entry[],
+    head: { seq: number; hash: string },
+    chain: ChainOptions,
+    values: unknown[],
+    attempt: Attempt,
+  ): string {
+    let seq = head.seq;
+    let prev = head.hash;
+    const rows: string[] = [];
+    for (const e of entries) {
+      seq++;
+      const row = chainRow(storable(e.audit, true), seq, prev, chain);
+      rows.push(placeholders(values, row.values, AUDIT_TYPES));
+      prev = row.hash;
+    }
+    attempt.seq = seq;
+    attempt.hash = prev;
+    return rows.join(', ');
   }
 
   private degrade(err: Error): void {
@@ -273,24 +315,47 @@ function pgText(text: string): string {
   return text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text;
 }
 
-/** An INSERT … ON CONFLICT of usage rows, its values appended to `values`. */
-function usageInsert(usage: readonly UsageSum[], values: unknown[]): string {
-  const rows = usage.map((u) => {
-    const base = values.length;
-    values.push(
-      u.hour,
-      pgText(u.consumer_id),
-      pgText(u.server),
-      pgText(u.tool),
-      u.calls,
-      u.errors,
-      u.denied,
-      u.rate_limited,
-      u.latency_ms,
-      u.latency_max_ms,
-      u.cost,
-    );
-    return `(${Array.from({ length: 11 }, (_, i) => `$${base + i + 1}`).join(', ')})`;
-  });
-  return `INSERT INTO usage_hourly (${USAGE_COLUMNS}) VALUES ${rows.join(', ')} ${USAGE_CONFLICT}`;
+/**
+ * `($n::type, …)` for one row, its values appended to `values`. The types are written out: in a
+ * VALUES list under SELECT, PostgreSQL would not take them from the target columns.
+ */
+function placeholders(values: unknown[], row: readonly unknown[], types: readonly string[]): string {
+  const base = values.length;
+  values.push(...row);
+  return `(${row.map((_, i) => `$${base + i + 1}::${types[i]}`).join(', ')})`;
+}
+
+/** The types of audit_log's columns, in AUDIT_COLUMNS order. */
+const AUDIT_TYPES = AUDIT_COLUMNS.split(', ').map((c) => (c === 'seq' || c === 'latency_ms' ? 'bigint' : 'text'));
+/** The types of usage_hourly's columns, in USAGE_COLUMNS order. */
+const USAGE_TYPES = ['text', 'text', 'text', 'text', 'bigint', 'bigint', 'bigint', 'bigint', 'float8', 'float8', 'float8'];
+
+/**
+ * An INSERT … ON CONFLICT of usage rows, its values appended to `values`; `guarded`: only if the
+ * statement's `h` (the head moved) returned a row.
+ */
+function usageInsert(usage: readonly UsageSum[], values: unknown[], guarded: boolean): string {
+  const rows = usage
+    .map((u) =>
+      placeholders(
+        values,
+        [
+          u.hour,
+          pgText(u.consumer_id),
+          pgText(u.server),
+          pgText(u.tool),
+          u.calls,
+          u.errors,
+          u.denied,
+          u.rate_limited,
+          u.latency_ms,
+          u.latency_max_ms,
+          u.cost,
+        ],
+        USAGE_TYPES,
+      ),
+    )
+    .join(', ');
+  const source = guarded ? `SELECT * FROM (VALUES ${rows}) AS v WHERE EXISTS (SELECT 1 FROM h)` : `VALUES ${rows}`;
+  return `INSERT INTO usage_hourly (${USAGE_COLUMNS}) ${source} ${USAGE_CONFLICT}`;
 }
