@@ -132,6 +132,8 @@ export async function createGateway({ loaded, env, logger, extraTools, mode = 's
     // Calls waiting for the agent's input across protocol eras (registry/input.ts).
     // The key is the store's, so every replica on it can open the states another issued.
     const input = { flows: new InputFlows(), states: new RequestStates(undefined, await store.sharedSecret('request-state')) };
+    // Spent once for every replica on the store, not once per process.
+    input.states.spendShared = (nonce, expiresAt) => store.spendOnce(nonce, expiresAt);
     const hub = new FrontHub(input.flows, logger.scoped('front'), redactor, mode === 'stdio');
     const reaper = Reaper.start(logger.scoped('reaper'));
     const registry = new Registry(config, {

@@ -6,6 +6,7 @@
  * It is bound to the caller and the call it was issued for, expires quickly, and is accepted once.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { GatewayError } from '../errors.js';
 
 /** What a sealed state says: whose call it continues, and how. */
 export interface RequestStatePayload {
@@ -44,6 +45,11 @@ export class RequestStates {
   private swept = 0;
   /** This process's MCP URL as other replicas reach it; sealed into states that hold a flow. */
   replica: string | undefined;
+  /**
+   * Spends a nonce for every process sharing the key (the store): false when one of them already
+   * did. Without it a state is good once per process.
+   */
+  spendShared: ((nonce: string, expiresAt: number) => Promise<boolean>) | undefined;
 
   constructor(
     private readonly ttlMs = 5 * 60_000,
@@ -82,6 +88,24 @@ export class RequestStates {
     if (this.used.has(sealed.nonce)) throw new RequestStateError('already used');
     this.used.set(sealed.nonce, sealed.exp);
     return sealed;
+  }
+
+  /**
+   * `open`, and the state spent for every replica too (`spendShared`): a retry replayed to another
+   * replica is refused as used.
+   */
+  async openOnce(state: string, expected: Pick<RequestStatePayload, 'consumer' | 'keyId' | 'call'>): Promise<RequestStatePayload> {
+    const opened = this.open(state, expected) as Sealed;
+    if (!this.spendShared) return opened;
+    let fresh: boolean;
+    try {
+      fresh = await this.spendShared(opened.nonce, opened.exp);
+    } catch (err) {
+      // Not known to be unspent: refused (fail closed), the store named as the reason.
+      throw new GatewayError('SERVER_UNAVAILABLE', `cannot check the requestState: the store is unavailable (${(err as Error).message})`);
+    }
+    if (!fresh) throw new RequestStateError('already used');
+    return opened;
   }
 
   /**

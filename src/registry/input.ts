@@ -47,7 +47,7 @@ export async function exchange(
 ): Promise<ResultObject> {
   const { agent } = ctx.request;
   if (!INPUT_REQUIRED_METHODS.has(method)) return child.request(method, params, options);
-  const resume = agent.era === 'modern' ? openState(o, ctx) : undefined;
+  const resume = agent.era === 'modern' ? await openState(o, ctx) : undefined;
 
   const x: Exchange = { o, ctx, child, method, params, options };
   if (child.era === 'modern') return modernChild(x, resume);
@@ -68,12 +68,12 @@ export function takesInput(agent: AgentInfo): boolean {
 const INPUT_CAPABILITIES: readonly string[] = [...new Set(Object.values(INPUT_CAPABILITY))];
 
 /** The sealed state of a 2026-07-28 agent's retry, opened and spent; undefined for a first round. */
-function openState(o: InputOptions, ctx: CallContext): RequestStatePayload | undefined {
+async function openState(o: InputOptions, ctx: CallContext): Promise<RequestStatePayload | undefined> {
   const state = ctx.request.retry?.state;
   if (state === undefined) return undefined;
   const identity = ctx.identity!;
   try {
-    return o.states.open(state, { consumer: identity.consumerId, keyId: identity.keyId, call: binding(ctx) });
+    return await o.states.openOnce(state, { consumer: identity.consumerId, keyId: identity.keyId, call: binding(ctx) });
   } catch (err) {
     if (!(err instanceof RequestStateError)) throw err;
     throw new GatewayError(

@@ -31,6 +31,14 @@ export const SHARED_SESSION_TABLES = `
   );
 `;
 
+/** Schema shared by both engines: request-state nonces spent by any replica. */
+export const SHARED_SPENT_TABLE = `
+  CREATE TABLE spent_states (
+    nonce       TEXT PRIMARY KEY,
+    expires_at  BIGINT NOT NULL             -- epoch ms: forgotten after
+  );
+`;
+
 const MIGRATIONS: readonly string[] = [
   // 1: keys, audit chain, usage, catalog cache
   `
@@ -116,6 +124,8 @@ const MIGRATIONS: readonly string[] = [
   // 4: secrets the gateway processes on this store share (the key that seals HTTP session ids), and
   // the sessions ended by their agents (so no process serves them again)
   SHARED_SESSION_TABLES,
+  // 5: the nonces of input-required request states spent by any process on this store
+  SHARED_SPENT_TABLE,
 ];
 
 export interface OpenOptions {

@@ -10,7 +10,7 @@
 import pg from 'pg';
 import { GENESIS_HASH } from '../audit/chain.js';
 import { positional, type Params, type Reader } from './sql.js';
-import { SHARED_SESSION_TABLES, StoreError } from './db.js';
+import { SHARED_SESSION_TABLES, SHARED_SPENT_TABLE, StoreError } from './db.js';
 
 /** Whether `database` names a PostgreSQL server rather than a file. */
 export function isPostgresUrl(database: string): boolean {
@@ -122,6 +122,8 @@ const MIGRATIONS: readonly string[] = [
   `,
   // 2: the session-sealing secret and ended sessions (as SQLite's schema 4)
   SHARED_SESSION_TABLES,
+  // 3: spent request-state nonces (as SQLite's schema 5)
+  SHARED_SPENT_TABLE,
 ];
 
 /** bigint and numeric as JavaScript numbers (seq, counts and sums stay far below 2^53). */

@@ -46,6 +46,8 @@ export interface Store {
   sessionEnded(idHash: string): Promise<boolean>;
   /** Records that an agent ended a session; forgets endings from before `forgetBefore`. */
   endSession(idHash: string, at: string, forgetBefore: string): Promise<void>;
+  /** Spends a nonce for every process on this store: false when it was spent already. */
+  spendOnce(nonce: string, expiresAt: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -94,6 +96,11 @@ function sqliteStore(db: Db): Store {
         db.prepare('DELETE FROM ended_sessions WHERE ended_at < ?').run(forgetBefore);
       })();
     },
+    spendOnce: async (nonce, expiresAt) =>
+      db.transaction(() => {
+        db.prepare('DELETE FROM spent_states WHERE expires_at < ?').run(Date.now());
+        return db.prepare('INSERT OR IGNORE INTO spent_states (nonce, expires_at) VALUES (?, ?)').run(nonce, expiresAt).changes === 1;
+      })(),
     close: async () => {
       db.close();
     },
@@ -127,6 +134,13 @@ function postgresStore(db: PgDatabase): Store {
     endSession: async (idHash, at, forgetBefore) => {
       await db.query('INSERT INTO ended_sessions (id_hash, ended_at) VALUES ($1, $2) ON CONFLICT (id_hash) DO NOTHING', [idHash, at]);
       await db.query('DELETE FROM ended_sessions WHERE ended_at < $1', [forgetBefore]);
+    },
+    spendOnce: async (nonce, expiresAt) => {
+      await db.query('DELETE FROM spent_states WHERE expires_at < $1', [Date.now()]);
+      return (
+        (await db.query('INSERT INTO spent_states (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING', [nonce, expiresAt]))
+          .rowCount === 1
+      );
     },
     close: () => db.close(),
   };

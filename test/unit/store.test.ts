@@ -15,6 +15,7 @@ import { AuditChainError, AuditStore, type AuditDraft } from '../../src/audit/st
 import { openDatabase, StoreError } from '../../src/store/db.js';
 import { SqliteRecorder } from '../../src/store/recorder.js';
 import { openStore, type Store } from '../../src/store/store.js';
+import { RequestStates } from '../../src/pipeline/request-state.js';
 import { describeEngines, engineCases, PLAIN, silentLog } from '../helpers/engines.js';
 import { freshDatabase, pgQuery, type FreshDatabase } from '../helpers/pg.js';
 
@@ -426,6 +427,32 @@ describe.skipIf(!pgUp)('PostgreSQL store', () => {
       expect(await replicas[0]!.reader.all('SELECT calls, errors FROM usage_hourly')).toEqual([{ calls: 1000, errors: 500 }]);
     } finally {
       await Promise.all(replicas.map((r) => r.close()));
+    }
+  });
+});
+
+describeEngines(engines, 'request states spent once for every replica on the store', (t) => {
+  test('a state opened by one process is refused as used by another on the same store; a store that fails refuses (SERVER_UNAVAILABLE)', async () => {
+    const key = await t.store.sharedSecret('request-state');
+    const second = await openStore(t.database);
+    try {
+      const replicaA = new RequestStates(undefined, key);
+      const replicaB = new RequestStates(undefined, await second.sharedSecret('request-state'));
+      replicaA.spendShared = (nonce, exp) => t.store.spendOnce(nonce, exp);
+      replicaB.spendShared = (nonce, exp) => second.spendOnce(nonce, exp);
+      const expected = { consumer: 'ana', keyId: 'k1', call: 'tools/call echo echo x' };
+      const state = replicaA.seal({ ...expected, childState: 'child-state' });
+      expect((await replicaB.openOnce(state, expected)).childState).toBe('child-state');
+      // Replayed to the first replica (which never saw it): used.
+      await expect(replicaA.openOnce(state, expected)).rejects.toThrow(/already used/);
+      // A fresh state still opens there.
+      const next = replicaB.seal({ ...expected, childState: 'next' });
+      expect((await replicaA.openOnce(next, expected)).childState).toBe('next');
+      // The store cannot answer: not known to be unspent, so refused.
+      replicaA.spendShared = () => Promise.reject(new Error('connection refused'));
+      await expect(replicaA.openOnce(replicaA.seal({ ...expected }), expected)).rejects.toMatchObject({ code: 'SERVER_UNAVAILABLE' });
+    } finally {
+      await second.close();
     }
   });
 });
