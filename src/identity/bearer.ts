@@ -70,6 +70,8 @@ export class BearerVerifier {
       this.remembered.delete(digest);
       throw new AuthError((err as Error).message);
     }
+    // Checked for this request: the pipeline's identify stage does not ask the key store again.
+    session.vouch(now);
     return session;
   }
 
